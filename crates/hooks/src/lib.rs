@@ -1,0 +1,1 @@
+//! Lifecycle hooks (see ../../shared/DESIGN.md).

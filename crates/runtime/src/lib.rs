@@ -1,0 +1,26 @@
+//! Native OCI runtime: an OCI bundle to a running container and back, runc-style, without a
+//! runc binary.
+//!
+//! # Process model
+//!
+//! The caller (the shim) is multi-threaded, so it never unshares or joins namespaces itself.
+//! Every process that creates or enters a container is a fresh, single-threaded *helper*: the
+//! caller's own executable re-executed from a sealed, read-only memfd copy made once per caller
+//! process ([`HelperExe`]), the `runc init` pattern. A binary using this library must call
+//! [`run_helper_if_requested`] first thing in `main`.
+//!
+//! Processes this library starts (container init, exec processes) end up as children of the
+//! caller (CLONE_PARENT from the helper), so the caller reaps them and gets their exit status.
+//! The library itself never waits for a container process: the caller's single reaper does.
+//!
+//! # API (stable surface used by the shim and the hooks)
+//!
+//! - [`Container::create`]: build the container from a bundle; the init is held before the
+//!   entrypoint until [`Container::start`].
+//! - [`Container::start`]: release the entrypoint (then OCI `poststart` hooks).
+//! - [`Container::exec`]: a new process inside the running container (all its namespaces, its
+//!   cgroup, user, caps, no_new_privs, seccomp, env, cwd, rlimits, terminal). Lifecycle exec
+//!   hooks use this path too.
+//! - [`Container::kill`], [`Container::pids`], [`Container::pause`], [`Container::resume`],
+//!   [`Container::update`], [`Container::delete`] (idempotent), [`Container::load`] (state of a
+//!   container created by an earlier process, for the shim's `delete` subcommand).

@@ -1,0 +1,1 @@
+//! A private containerd for tests (filled in below).

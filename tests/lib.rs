@@ -1,0 +1,1 @@
+//! Integration test crate: the tests are in the `[[test]]` targets beside this file.
