@@ -31,7 +31,10 @@ pub fn require_root() {
 /// Fails the test unless `bin` is found (absolute path, or on PATH).
 pub fn require_bin(bin: &str) -> PathBuf {
     if bin.starts_with('/') {
-        assert!(Path::new(bin).exists(), "{bin} is missing: run scripts/setup (apt-get install)");
+        assert!(
+            Path::new(bin).exists(),
+            "{bin} is missing: run scripts/setup (apt-get install)"
+        );
         return PathBuf::from(bin);
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -50,14 +53,28 @@ pub fn require_bin(bin: &str) -> PathBuf {
 pub fn busybox_rootfs(root: &Path) {
     let busybox = require_bin(BUSYBOX);
     for dir in [
-        "bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "tmp", "root", "home/user", "var/run",
+        "bin",
+        "sbin",
+        "usr/bin",
+        "usr/sbin",
+        "etc",
+        "proc",
+        "sys",
+        "dev",
+        "tmp",
+        "root",
+        "home/user",
+        "var/run",
         "run",
     ] {
         fs::create_dir_all(root.join(dir)).expect("create rootfs dir");
     }
     fs::set_permissions(root.join("tmp"), fs::Permissions::from_mode(0o1777)).expect("chmod /tmp");
     fs::copy(&busybox, root.join("bin/busybox")).expect("copy busybox");
-    let out = Command::new(&busybox).arg("--list-full").output().expect("busybox --list-full");
+    let out = Command::new(&busybox)
+        .arg("--list-full")
+        .output()
+        .expect("busybox --list-full");
     assert!(out.status.success(), "busybox --list-full failed");
     for applet in String::from_utf8_lossy(&out.stdout).lines() {
         let applet = applet.trim();
@@ -78,8 +95,16 @@ pub fn busybox_rootfs(root: &Path) {
         "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
     )
     .expect("write passwd");
-    fs::write(root.join("etc/group"), "root:x:0:\nuser:x:1000:\nnogroup:x:65534:\n").expect("write group");
-    fs::write(root.join("etc/hosts"), "127.0.0.1 localhost\n::1 localhost\n").expect("write hosts");
+    fs::write(
+        root.join("etc/group"),
+        "root:x:0:\nuser:x:1000:\nnogroup:x:65534:\n",
+    )
+    .expect("write group");
+    fs::write(
+        root.join("etc/hosts"),
+        "127.0.0.1 localhost\n::1 localhost\n",
+    )
+    .expect("write hosts");
 }
 
 /// The default spec `runc spec` writes (runtime-spec 1.0.2, with the same mounts, masked and
@@ -145,9 +170,15 @@ pub struct Bundle {
 impl Bundle {
     /// A busybox bundle running `args`, in the cgroup `cgroups_path`.
     pub fn new(args: &[&str], cgroups_path: &str) -> Self {
-        let dir = tempfile::Builder::new().prefix("lc-bundle-").tempdir().expect("bundle tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("lc-bundle-")
+            .tempdir()
+            .expect("bundle tempdir");
         busybox_rootfs(&dir.path().join("rootfs"));
-        let bundle = Bundle { dir, spec: default_spec(args, cgroups_path) };
+        let bundle = Bundle {
+            dir,
+            spec: default_spec(args, cgroups_path),
+        };
         bundle.write_spec();
         bundle
     }
@@ -172,7 +203,11 @@ impl Bundle {
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Mount points (field 5 of /proc/self/mountinfo) that contain `needle`.
@@ -190,11 +225,15 @@ pub fn processes_matching(needle: &str) -> Vec<i32> {
     let mut pids = Vec::new();
     let me = std::process::id() as i32;
     for entry in fs::read_dir("/proc").expect("read /proc").flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
         if pid == me {
             continue;
         }
-        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else { continue };
+        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
         if cmdline.contains(needle) {
             pids.push(pid);
