@@ -1,0 +1,742 @@
+//! The handlers that need no process in the container: httpGet and tcpSocket.
+//!
+//! Everything here is blocking and meant to run on a dedicated thread that has joined the
+//! container's network namespace (never on an async worker, which sits in the host's). Sockets
+//! are made by the `connect` closure the caller passes, so the same code runs against a loopback
+//! server in tests.
+//!
+//! Name resolution uses the container's own /etc/hosts content; DNS over UDP to the resolv.conf
+//! nameservers is not implemented yet (a name not in the hosts file fails with a clear error).
+//! HTTPS is not implemented yet either ([`ProbeError::HttpsUnimplemented`]).
+
+use std::{
+    io::{self, Read, Write},
+    net::{IpAddr, SocketAddr, TcpStream},
+    time::{Duration, Instant},
+};
+
+use crate::handler::{HttpGet, Scheme, TcpSocket};
+
+/// Bound on what is read of a response, status line, headers and body together.
+pub const RESPONSE_LIMIT: usize = 10 * 1024;
+/// Redirects followed (same host only), as Go's http client and kubelet.
+pub const MAX_REDIRECTS: usize = 10;
+
+/// Creates a connected socket; runs on the caller's thread (in the container's netns).
+pub type Connector<'a> = dyn FnMut(SocketAddr, Duration) -> io::Result<TcpStream> + 'a;
+
+/// `TcpStream::connect_timeout`: a [`Connector`] for a thread already in the right netns.
+pub fn connect_direct(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    TcpStream::connect_timeout(&addr, timeout)
+}
+
+/// The container's resolver configuration, read from its root filesystem by the caller.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ResolverFiles<'a> {
+    /// Content of the container's /etc/hosts.
+    pub hosts: &'a str,
+    /// Content of the container's /etc/resolv.conf.
+    pub resolv_conf: &'a str,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("cannot resolve {host:?}: not an IP address and not in the container's /etc/hosts (DNS lookup via {nameservers} is not implemented yet)")]
+    Unresolved { host: String, nameservers: String },
+    #[error("connect to {addr}: {source}")]
+    Connect {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("exchange with {addr}: {source}")]
+    Io {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("timed out")]
+    Timeout,
+    #[error("malformed HTTP response from {addr}: {reason}")]
+    BadResponse {
+        addr: SocketAddr,
+        reason: &'static str,
+    },
+    #[error("HTTPS is not implemented yet")]
+    HttpsUnimplemented,
+    #[error("stopped after {MAX_REDIRECTS} redirects")]
+    TooManyRedirects,
+    #[error("redirect to an unusable location {location:?}")]
+    BadRedirect { location: String },
+}
+
+/// Resolves `host` to addresses: an IP literal as is, else the container's hosts file.
+pub fn resolve_host(host: &str, files: &ResolverFiles<'_>) -> Result<Vec<IpAddr>, ProbeError> {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Ok(vec![ip]);
+    }
+    let mut found = Vec::new();
+    for line in files.hosts.lines() {
+        let line = line.split('#').next().unwrap_or("");
+        let mut fields = line.split_whitespace();
+        let Some(Ok(ip)) = fields.next().map(str::parse::<IpAddr>) else {
+            continue;
+        };
+        if fields.any(|name| name.eq_ignore_ascii_case(bare)) && !found.contains(&ip) {
+            found.push(ip);
+        }
+    }
+    if found.is_empty() {
+        let servers: Vec<&str> = files
+            .resolv_conf
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("nameserver"))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        let nameservers = if servers.is_empty() {
+            "no nameserver".to_string()
+        } else {
+            servers.join(", ")
+        };
+        return Err(ProbeError::Unresolved {
+            host: host.to_string(),
+            nameservers,
+        });
+    }
+    Ok(found)
+}
+
+fn remaining(deadline: Instant) -> Result<Duration, ProbeError> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        Err(ProbeError::Timeout)
+    } else {
+        Ok(left)
+    }
+}
+
+fn connect_any(
+    ips: &[IpAddr],
+    port: u16,
+    connect: &mut Connector<'_>,
+    deadline: Instant,
+) -> Result<(TcpStream, SocketAddr), ProbeError> {
+    let mut last = None;
+    for ip in ips {
+        let addr = SocketAddr::new(*ip, port);
+        match connect(addr, remaining(deadline)?) {
+            Ok(s) => return Ok((s, addr)),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(ProbeError::Timeout),
+            Err(source) => last = Some(ProbeError::Connect { addr, source }),
+        }
+    }
+    Err(last.unwrap_or(ProbeError::Timeout))
+}
+
+/// tcpSocket: success is an accepted connection.
+pub fn tcp_check(
+    t: &TcpSocket,
+    default_host: IpAddr,
+    files: &ResolverFiles<'_>,
+    connect: &mut Connector<'_>,
+    deadline: Instant,
+) -> Result<SocketAddr, ProbeError> {
+    let ips = match &t.host {
+        Some(h) => resolve_host(h, files)?,
+        None => vec![default_host],
+    };
+    let (_stream, addr) = connect_any(&ips, t.port, connect, deadline)?;
+    Ok(addr)
+}
+
+/// The last response of an httpGet (after same-host redirects).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// The URL that gave this response.
+    pub url: String,
+    /// The body as read, at most what fits in [`RESPONSE_LIMIT`] with the headers.
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// 200-399; stricter than kubelet, which accepts any status for a lifecycle hook.
+    pub fn is_success(&self) -> bool {
+        (200..400).contains(&self.status)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Target {
+    scheme: Scheme,
+    host: String,
+    port: u16,
+    path: String,
+}
+
+impl Target {
+    fn url(&self) -> String {
+        let scheme = if self.scheme == Scheme::Https {
+            "https"
+        } else {
+            "http"
+        };
+        format!(
+            "{scheme}://{}{}",
+            authority(&self.host, self.port),
+            self.path
+        )
+    }
+}
+
+fn authority(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// httpGet: one GET, following redirects to the same host (at most [`MAX_REDIRECTS`]).
+/// A redirect to another host is not followed: its 3xx response is the result (as kubelet).
+pub fn http_get(
+    h: &HttpGet,
+    default_host: IpAddr,
+    files: &ResolverFiles<'_>,
+    connect: &mut Connector<'_>,
+    deadline: Instant,
+) -> Result<HttpResponse, ProbeError> {
+    let host = h.host.clone().unwrap_or_else(|| default_host.to_string());
+    let mut target = Target {
+        scheme: h.scheme,
+        host,
+        port: h.port,
+        path: h.path.clone(),
+    };
+    let origin = target.host.clone();
+    let mut redirects = 0;
+    loop {
+        if target.scheme == Scheme::Https {
+            return Err(ProbeError::HttpsUnimplemented);
+        }
+        let ips = resolve_host(&target.host, files)?;
+        let (mut stream, addr) = connect_any(&ips, target.port, connect, deadline)?;
+        let request = build_request(&target, &h.headers);
+        let (status, location, body) = exchange(&mut stream, addr, &request, deadline)?;
+        let response = HttpResponse {
+            status,
+            url: target.url(),
+            body,
+        };
+        let Some(location) = location.filter(|_| matches!(status, 301 | 302 | 303 | 307 | 308))
+        else {
+            return Ok(response);
+        };
+        let next =
+            resolve_location(&target, &location).ok_or(ProbeError::BadRedirect { location })?;
+        if !next.host.eq_ignore_ascii_case(&origin) {
+            log::info!(
+                "httpGet hook: not following redirect from {} to another host {}",
+                response.url,
+                next.url()
+            );
+            return Ok(response);
+        }
+        if redirects == MAX_REDIRECTS {
+            return Err(ProbeError::TooManyRedirects);
+        }
+        redirects += 1;
+        target = next;
+    }
+}
+
+fn build_request(t: &Target, headers: &[(String, String)]) -> Vec<u8> {
+    let has = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+    let mut req = format!("GET {} HTTP/1.1\r\n", t.path);
+    if !has("Host") {
+        let default_port = if t.scheme == Scheme::Https { 443 } else { 80 };
+        if t.port == default_port {
+            let h = if t.host.contains(':') {
+                format!("[{}]", t.host)
+            } else {
+                t.host.clone()
+            };
+            req.push_str(&format!("Host: {h}\r\n"));
+        } else {
+            req.push_str(&format!("Host: {}\r\n", authority(&t.host, t.port)));
+        }
+    }
+    if !has("User-Agent") {
+        req.push_str(concat!(
+            "User-Agent: lifecycle-shim/",
+            env!("CARGO_PKG_VERSION"),
+            "\r\n"
+        ));
+    }
+    if !has("Accept") {
+        req.push_str("Accept: */*\r\n");
+    }
+    for (n, v) in headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    // One request per connection: the server's close ends the body when there is no length.
+    req.push_str("Connection: close\r\n\r\n");
+    req.into_bytes()
+}
+
+/// Sends the request, reads at most [`RESPONSE_LIMIT`] bytes: (status, Location, body).
+fn exchange(
+    stream: &mut TcpStream,
+    addr: SocketAddr,
+    request: &[u8],
+    deadline: Instant,
+) -> Result<(u16, Option<String>, Vec<u8>), ProbeError> {
+    let io_err = |source: io::Error| match source.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ProbeError::Timeout,
+        _ => ProbeError::Io { addr, source },
+    };
+    stream
+        .set_write_timeout(Some(remaining(deadline)?))
+        .map_err(io_err)?;
+    stream.write_all(request).map_err(io_err)?;
+
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 2048];
+    let mut head_end = None;
+    let mut content_length = None;
+    loop {
+        if let Some(end) = head_end {
+            let body_len = buf.len() - end;
+            if content_length.is_some_and(|n: usize| body_len >= n) {
+                break;
+            }
+        }
+        if buf.len() >= RESPONSE_LIMIT {
+            break;
+        }
+        stream
+            .set_read_timeout(Some(remaining(deadline)?))
+            .map_err(io_err)?;
+        let want = (RESPONSE_LIMIT - buf.len()).min(chunk.len());
+        let n = match stream.read(&mut chunk[..want]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_err(e)),
+        };
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if head_end.is_none() {
+            if let Some(pos) = find(&buf, b"\r\n\r\n") {
+                head_end = Some(pos + 4);
+                content_length =
+                    header_value(&buf[..pos], "content-length").and_then(|v| v.trim().parse().ok());
+            }
+        }
+    }
+    let bad = |reason| ProbeError::BadResponse { addr, reason };
+    let end = head_end.ok_or_else(|| {
+        bad(if buf.len() >= RESPONSE_LIMIT {
+            "headers exceed 10 KiB"
+        } else {
+            "connection closed before the end of the headers"
+        })
+    })?;
+    let head = &buf[..end - 4];
+    let status_line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let status_line =
+        std::str::from_utf8(status_line).map_err(|_| bad("status line is not text"))?;
+    let mut parts = status_line.split_whitespace();
+    if !parts.next().is_some_and(|v| v.starts_with("HTTP/1.")) {
+        return Err(bad("no HTTP/1.x status line"));
+    }
+    let status = parts
+        .next()
+        .filter(|s| s.len() == 3)
+        .and_then(|s| s.parse::<u16>().ok())
+        .filter(|s| (100..600).contains(s))
+        .ok_or_else(|| bad("invalid status code"))?;
+    let location = header_value(head, "location").map(|v| v.trim().to_string());
+    let mut body = buf[end..].to_vec();
+    if let Some(n) = content_length {
+        body.truncate(n);
+    }
+    Ok((status, location, body))
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn header_value(head: &[u8], name: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(head);
+    text.split("\r\n").skip(1).find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_string())
+    })
+}
+
+/// Resolves a Location header against the current target (absolute, scheme-relative,
+/// absolute-path and relative-path forms).
+fn resolve_location(base: &Target, loc: &str) -> Option<Target> {
+    if loc.is_empty() || loc.chars().any(|c| c.is_control() || c == ' ') {
+        return None;
+    }
+    let (scheme, rest) = if let Some(r) = loc.strip_prefix("http://") {
+        (Scheme::Http, Some(r))
+    } else if let Some(r) = loc.strip_prefix("https://") {
+        (Scheme::Https, Some(r))
+    } else if let Some(r) = loc.strip_prefix("//") {
+        (base.scheme, Some(r))
+    } else {
+        (base.scheme, None)
+    };
+    if let Some(rest) = rest {
+        let split = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (auth, path) = rest.split_at(split);
+        let default_port = if scheme == Scheme::Https { 443 } else { 80 };
+        let (host, port) = if let Some(v6) = auth.strip_prefix('[') {
+            let (h, after) = v6.split_once(']')?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => p.parse().ok()?,
+                None if after.is_empty() => default_port,
+                None => return None,
+            };
+            (h.to_string(), port)
+        } else {
+            match auth.rsplit_once(':') {
+                Some((h, p)) => (h.to_string(), p.parse().ok()?),
+                None => (auth.to_string(), default_port),
+            }
+        };
+        if host.is_empty() || port == 0 {
+            return None;
+        }
+        let path = if path.starts_with('/') {
+            path.to_string()
+        } else {
+            format!("/{path}")
+        };
+        return Some(Target {
+            scheme,
+            host,
+            port,
+            path,
+        });
+    }
+    let path = if loc.starts_with('/') {
+        loc.to_string()
+    } else {
+        let base_path = base.path.split('?').next().unwrap_or("/");
+        let dir = &base_path[..base_path.rfind('/').map_or(0, |i| i + 1)];
+        format!("{dir}{loc}")
+    };
+    Some(Target {
+        scheme,
+        host: base.host.clone(),
+        port: base.port,
+        path,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::BufRead,
+        net::{Ipv4Addr, TcpListener},
+        sync::mpsc,
+        thread,
+    };
+
+    use super::*;
+
+    const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    /// Serves the given canned responses, one per connection, on 127.0.0.1; sends each request
+    /// head back over the channel. Stops after the list (bounded), or when nobody connects for 5 s.
+    fn serve(responses: Vec<Vec<u8>>) -> (u16, mpsc::Receiver<String>) {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for resp in responses {
+                let Ok((stream, _)) = listener.accept() else {
+                    return;
+                };
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(5)))
+                    .unwrap();
+                let mut reader = io::BufReader::new(stream.try_clone().unwrap());
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                let _ = tx.send(head);
+                let mut s = stream;
+                let _ = s.write_all(&resp);
+            }
+        });
+        (port, rx)
+    }
+
+    fn get(path: &str, port: u16, headers: Vec<(String, String)>) -> HttpGet {
+        HttpGet {
+            path: path.into(),
+            port,
+            host: Some("127.0.0.1".into()),
+            scheme: Scheme::Http,
+            headers,
+        }
+    }
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(5)
+    }
+
+    fn run(h: &HttpGet) -> Result<HttpResponse, ProbeError> {
+        http_get(
+            h,
+            LOCAL,
+            &ResolverFiles::default(),
+            &mut connect_direct,
+            soon(),
+        )
+    }
+
+    #[test]
+    fn ok_with_headers_and_body() {
+        let (port, rx) = serve(vec![
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello-ignored".to_vec(),
+        ]);
+        let h = get("/stop?now=1", port, vec![("X-Token".into(), "abc".into())]);
+        let r = run(&h).unwrap();
+        assert_eq!(r.status, 200);
+        assert!(r.is_success());
+        assert_eq!(r.body, b"hello");
+        assert_eq!(r.url, format!("http://127.0.0.1:{port}/stop?now=1"));
+        let req = rx.recv().unwrap();
+        assert!(req.starts_with("GET /stop?now=1 HTTP/1.1\r\n"), "{req}");
+        assert!(req.contains(&format!("Host: 127.0.0.1:{port}\r\n")));
+        assert!(req.contains("X-Token: abc\r\n"));
+        assert!(req.contains("Connection: close\r\n"));
+    }
+
+    #[test]
+    fn host_header_override_and_error_status() {
+        let (port, rx) = serve(vec![
+            b"HTTP/1.0 500 Internal Server Error\r\n\r\nboom".to_vec()
+        ]);
+        let h = get("/", port, vec![("Host".into(), "example.test".into())]);
+        let r = run(&h).unwrap();
+        assert_eq!(
+            (r.status, r.body.as_slice(), r.is_success()),
+            (500, &b"boom"[..], false)
+        );
+        let req = rx.recv().unwrap();
+        assert!(
+            req.contains("Host: example.test\r\n") && req.matches("Host:").count() == 1,
+            "{req}"
+        );
+    }
+
+    #[test]
+    fn same_host_redirects_are_followed() {
+        let (port, rx) = serve(vec![
+            b"HTTP/1.1 302 Found\r\nLocation: /a/next\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            b"HTTP/1.1 307 Again\r\nLocation: final\r\n\r\n".to_vec(),
+            b"HTTP/1.1 204 No Content\r\n\r\n".to_vec(),
+        ]);
+        let r = run(&get("/start", port, vec![])).unwrap();
+        assert_eq!(r.status, 204);
+        assert_eq!(r.url, format!("http://127.0.0.1:{port}/a/final"));
+        let paths: Vec<String> = rx
+            .iter()
+            .take(3)
+            .map(|h| h.lines().next().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "GET /start HTTP/1.1",
+                "GET /a/next HTTP/1.1",
+                "GET /a/final HTTP/1.1"
+            ]
+        );
+    }
+
+    #[test]
+    fn other_host_redirect_is_not_followed() {
+        let (port, _rx) = serve(vec![
+            b"HTTP/1.1 302 Found\r\nLocation: http://elsewhere.test/x\r\n\r\n".to_vec(),
+        ]);
+        let r = run(&get("/", port, vec![])).unwrap();
+        assert_eq!(r.status, 302);
+        assert!(r.is_success());
+    }
+
+    #[test]
+    fn redirect_loop_stops_after_ten() {
+        let resp = b"HTTP/1.1 302 Found\r\nLocation: /again\r\n\r\n".to_vec();
+        let (port, _rx) = serve(vec![resp; MAX_REDIRECTS + 1]);
+        assert!(matches!(
+            run(&get("/", port, vec![])),
+            Err(ProbeError::TooManyRedirects)
+        ));
+    }
+
+    #[test]
+    fn response_is_bounded() {
+        let mut resp = b"HTTP/1.1 200 OK\r\n\r\n".to_vec();
+        resp.extend(vec![b'z'; 64 * 1024]);
+        let (port, _rx) = serve(vec![resp]);
+        let r = run(&get("/", port, vec![])).unwrap();
+        assert_eq!(
+            r.body.len(),
+            RESPONSE_LIMIT - "HTTP/1.1 200 OK\r\n\r\n".len()
+        );
+    }
+
+    #[test]
+    fn malformed_and_https_and_refused() {
+        let (port, _rx) = serve(vec![b"SSH-2.0-nope\r\n\r\n".to_vec()]);
+        let e = run(&get("/", port, vec![])).unwrap_err();
+        assert!(e.to_string().contains("no HTTP/1.x status line"), "{e}");
+        let mut h = get("/", port, vec![]);
+        h.scheme = Scheme::Https;
+        assert!(matches!(run(&h), Err(ProbeError::HttpsUnimplemented)));
+        // A port nobody listens on: bind, learn the port, close.
+        let closed = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let e = run(&get("/", closed, vec![])).unwrap_err();
+        assert!(matches!(e, ProbeError::Connect { .. }), "{e}");
+    }
+
+    #[test]
+    fn slow_server_times_out() {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let h = get("/", port, vec![]);
+        // Connected by the backlog, never answered.
+        let e = http_get(
+            &h,
+            LOCAL,
+            &ResolverFiles::default(),
+            &mut connect_direct,
+            Instant::now() + Duration::from_millis(200),
+        )
+        .unwrap_err();
+        assert!(matches!(e, ProbeError::Timeout), "{e}");
+        drop(listener);
+    }
+
+    #[test]
+    fn tcp_socket() {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let t = TcpSocket { port, host: None };
+        let addr = tcp_check(
+            &t,
+            LOCAL,
+            &ResolverFiles::default(),
+            &mut connect_direct,
+            soon(),
+        )
+        .unwrap();
+        assert_eq!(addr, SocketAddr::new(LOCAL, port));
+        drop(listener);
+        let e = tcp_check(
+            &t,
+            LOCAL,
+            &ResolverFiles::default(),
+            &mut connect_direct,
+            soon(),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with(&format!("connect to 127.0.0.1:{port}: ")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn connector_is_used_and_hosts_file_resolves() {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let files = ResolverFiles {
+            hosts: "# c\n127.0.0.1 localhost\n127.0.0.1\tdb.local db # x\n",
+            resolv_conf: "",
+        };
+        let mut seen = Vec::new();
+        let mut connect = |a: SocketAddr, t: Duration| {
+            seen.push(a);
+            connect_direct(a, t)
+        };
+        let t = TcpSocket {
+            port,
+            host: Some("DB".into()),
+        };
+        tcp_check(&t, LOCAL, &files, &mut connect, soon()).unwrap();
+        assert_eq!(seen, [SocketAddr::new(LOCAL, port)]);
+    }
+
+    #[test]
+    fn resolver() {
+        let files = ResolverFiles {
+            hosts: "10.1.2.3 web web.ns.svc\nfe80::1 web\nbad-line\n",
+            resolv_conf: "search ns.svc\nnameserver 10.96.0.10\nnameserver 10.96.0.11\n",
+        };
+        assert_eq!(
+            resolve_host("192.0.2.1", &files).unwrap(),
+            ["192.0.2.1".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(
+            resolve_host("[::1]", &files).unwrap(),
+            ["::1".parse::<IpAddr>().unwrap()]
+        );
+        assert_eq!(resolve_host("web", &files).unwrap().len(), 2);
+        let e = resolve_host("api", &files).unwrap_err().to_string();
+        assert!(
+            e.contains("\"api\"")
+                && e.contains("10.96.0.10, 10.96.0.11")
+                && e.contains("not implemented"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn locations() {
+        let base = Target {
+            scheme: Scheme::Http,
+            host: "h".into(),
+            port: 8080,
+            path: "/a/b?q=1".into(),
+        };
+        let t = |s: &str| resolve_location(&base, s).map(|t| t.url());
+        assert_eq!(t("/x").as_deref(), Some("http://h:8080/x"));
+        assert_eq!(t("c").as_deref(), Some("http://h:8080/a/c"));
+        assert_eq!(t("http://h/z").as_deref(), Some("http://h:80/z"));
+        assert_eq!(t("//h:81").as_deref(), Some("http://h:81/"));
+        assert_eq!(
+            t("https://[::1]:8443/s").as_deref(),
+            Some("https://[::1]:8443/s")
+        );
+        assert_eq!(t("http://h:notaport/"), None);
+        assert_eq!(t(""), None);
+    }
+}
