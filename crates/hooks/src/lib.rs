@@ -26,7 +26,7 @@ pub use config::{ConfigError, ContainerKind, HookConfig, HookOutput, PostStartOr
 pub use handler::{Handler, HandlerError, HttpGet, Scheme, TcpSocket};
 pub use lifecycle::{Action, Cancel, Event, InitLifecycle, KillRequest, StateError};
 pub use output::{
-    tail_for_message, CancelReason, HookError, HookFailure, HookKind, OutputBuffer,
+    tail_for_message, CancelReason, HookError, HookFailure, HookKind, LinePrefixer, OutputBuffer,
     DEFAULT_OUTPUT_CAP, MESSAGE_TAIL_MAX,
 };
 pub use probe::{

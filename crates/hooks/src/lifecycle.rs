@@ -194,15 +194,11 @@ impl InitLifecycle {
                 Some(ps) => ps.on_hook_finished(result),
                 None => Vec::new(),
             },
+            // A failed preStop is logged and recorded by the shim; the sequence goes on anyway.
             Event::HookFinished {
                 hook: HookKind::PreStop,
-                result,
-            } => {
-                if let Err(e) = &result {
-                    log::warn!("preStop hook failed: {e}; sending the stop signal");
-                }
-                self.termination.on_hook_finished(now)
-            }
+                ..
+            } => self.termination.on_hook_finished(now),
             Event::InitExited { status } => {
                 self.exited = true;
                 let mut actions = match &mut self.post_start {

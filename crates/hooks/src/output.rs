@@ -134,6 +134,41 @@ fn with_ellipsis(line: &str, max: usize) -> String {
     format!("{MARK}{rest}")
 }
 
+/// Prefixes every line of a hook's output stream with `[postStart] ` / `[preStop] `, for
+/// `hook-output: container`. Keeps its place across chunks, so a line split over two reads is
+/// prefixed once. One per stream (stdout, stderr).
+#[derive(Debug, Clone)]
+pub struct LinePrefixer {
+    prefix: &'static str,
+    at_line_start: bool,
+}
+
+impl LinePrefixer {
+    pub fn new(kind: HookKind) -> Self {
+        let prefix = match kind {
+            HookKind::PostStart => "[postStart] ",
+            HookKind::PreStop => "[preStop] ",
+        };
+        LinePrefixer {
+            prefix,
+            at_line_start: true,
+        }
+    }
+
+    /// The chunk with prefixes inserted at line starts.
+    pub fn prefix(&mut self, chunk: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(chunk.len() + self.prefix.len());
+        for line in chunk.split_inclusive(|&b| b == b'\n') {
+            if self.at_line_start {
+                out.extend_from_slice(self.prefix.as_bytes());
+            }
+            out.extend_from_slice(line);
+            self.at_line_start = line.ends_with(b"\n");
+        }
+        out
+    }
+}
+
 /// Which hook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HookKind {
@@ -344,6 +379,18 @@ mod tests {
         assert!(t.len() <= 100 && t.starts_with("..."));
         assert_eq!(tail_for_message(b"abcdef", 3), "");
         assert_eq!(tail_for_message(b"abcdef", 5), "...ef");
+    }
+
+    #[test]
+    fn line_prefixer_across_chunks() {
+        let mut p = LinePrefixer::new(HookKind::PostStart);
+        assert_eq!(p.prefix(b"a\nb"), b"[postStart] a\n[postStart] b");
+        assert_eq!(p.prefix(b"c\n\nd\n"), b"c\n[postStart] \n[postStart] d\n");
+        assert_eq!(p.prefix(b""), b"");
+        assert_eq!(
+            LinePrefixer::new(HookKind::PreStop).prefix(b"x"),
+            b"[preStop] x"
+        );
     }
 
     #[test]
