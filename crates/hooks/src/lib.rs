@@ -13,6 +13,7 @@
 //! Running an exec hook inside the container belongs to the runtime crate and the shim.
 
 mod config;
+mod dns;
 mod handler;
 mod lifecycle;
 mod output;
@@ -30,8 +31,8 @@ pub use output::{
     DEFAULT_OUTPUT_CAP, MESSAGE_TAIL_MAX,
 };
 pub use probe::{
-    connect_direct, http_get, resolve_host, tcp_check, Connector, HttpResponse, ProbeError,
-    ResolverFiles, MAX_REDIRECTS, RESPONSE_LIMIT,
+    connect_direct, default_address, http_get, resolve_host, tcp_check, Connector, HttpResponse,
+    ProbeError, ResolverFiles, MAX_REDIRECTS, RESPONSE_LIMIT,
 };
 pub use record::{HookRecord, RecordError, RecordLimits, RecordOutcome, RecordStore};
 pub use signal::Signal;

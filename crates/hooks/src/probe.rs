@@ -5,9 +5,9 @@
 //! are made by the `connect` closure the caller passes, so the same code runs against a loopback
 //! server in tests.
 //!
-//! Name resolution uses the container's own /etc/hosts content; DNS over UDP to the resolv.conf
-//! nameservers is not implemented yet (a name not in the hosts file fails with a clear error).
-//! HTTPS is not implemented yet either ([`ProbeError::HttpsUnimplemented`]).
+//! Names are resolved with the container's own /etc/hosts and resolv.conf contents (a small
+//! UDP stub resolver, see `dns.rs`). HTTPS is not implemented yet
+//! ([`ProbeError::HttpsUnimplemented`]).
 
 use std::{
     io::{self, Read, Write},
@@ -15,7 +15,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::handler::{HttpGet, Scheme, TcpSocket};
+use crate::{
+    dns::{self, LookupError, ResolvConf},
+    handler::{HttpGet, Scheme, TcpSocket},
+};
 
 /// Bound on what is read of a response, status line, headers and body together.
 pub const RESPONSE_LIMIT: usize = 10 * 1024;
@@ -41,8 +44,17 @@ pub struct ResolverFiles<'a> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
-    #[error("cannot resolve {host:?}: not an IP address and not in the container's /etc/hosts (DNS lookup via {nameservers} is not implemented yet)")]
-    Unresolved { host: String, nameservers: String },
+    #[error("cannot resolve {host:?}: not in the container's /etc/hosts, and its resolv.conf has no nameserver")]
+    NoNameserver { host: String },
+    #[error("cannot resolve {host:?}: not in the container's /etc/hosts, and nameservers {nameservers} have no address for it")]
+    NameNotFound { host: String, nameservers: String },
+    #[error("cannot resolve {host:?}: nameserver {server}: {source}")]
+    Dns {
+        host: String,
+        server: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
     #[error("connect to {addr}: {source}")]
     Connect {
         addr: SocketAddr,
@@ -70,8 +82,22 @@ pub enum ProbeError {
     BadRedirect { location: String },
 }
 
-/// Resolves `host` to addresses: an IP literal as is, else the container's hosts file.
-pub fn resolve_host(host: &str, files: &ResolverFiles<'_>) -> Result<Vec<IpAddr>, ProbeError> {
+/// Resolves `host`: an IP literal as is, else the container's hosts file, else DNS over UDP to
+/// its resolv.conf nameservers (port 53, sockets made on the calling thread).
+pub fn resolve_host(
+    host: &str,
+    files: &ResolverFiles<'_>,
+    deadline: Instant,
+) -> Result<Vec<IpAddr>, ProbeError> {
+    resolve_with_port(host, files, 53, deadline)
+}
+
+fn resolve_with_port(
+    host: &str,
+    files: &ResolverFiles<'_>,
+    dns_port: u16,
+    deadline: Instant,
+) -> Result<Vec<IpAddr>, ProbeError> {
     let bare = host
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
@@ -79,6 +105,7 @@ pub fn resolve_host(host: &str, files: &ResolverFiles<'_>) -> Result<Vec<IpAddr>
     if let Ok(ip) = bare.parse::<IpAddr>() {
         return Ok(vec![ip]);
     }
+    let wanted = bare.strip_suffix('.').unwrap_or(bare);
     let mut found = Vec::new();
     for line in files.hosts.lines() {
         let line = line.split('#').next().unwrap_or("");
@@ -86,29 +113,130 @@ pub fn resolve_host(host: &str, files: &ResolverFiles<'_>) -> Result<Vec<IpAddr>
         let Some(Ok(ip)) = fields.next().map(str::parse::<IpAddr>) else {
             continue;
         };
-        if fields.any(|name| name.eq_ignore_ascii_case(bare)) && !found.contains(&ip) {
+        if fields.any(|name| name.eq_ignore_ascii_case(wanted)) && !found.contains(&ip) {
             found.push(ip);
         }
     }
-    if found.is_empty() {
-        let servers: Vec<&str> = files
-            .resolv_conf
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix("nameserver"))
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .collect();
-        let nameservers = if servers.is_empty() {
-            "no nameserver".to_string()
-        } else {
-            servers.join(", ")
-        };
-        return Err(ProbeError::Unresolved {
+    if !found.is_empty() {
+        return Ok(found);
+    }
+    let conf = ResolvConf::parse(files.resolv_conf);
+    if conf.nameservers.is_empty() {
+        return Err(ProbeError::NoNameserver {
             host: host.to_string(),
-            nameservers,
         });
     }
-    Ok(found)
+    let servers: Vec<SocketAddr> = conf
+        .nameservers
+        .iter()
+        .map(|ip| SocketAddr::new(*ip, dns_port))
+        .collect();
+    match dns::lookup(&conf, &servers, bare, deadline) {
+        Ok(ips) => Ok(ips),
+        Err(LookupError::Timeout) => Err(ProbeError::Timeout),
+        Err(LookupError::Io { server, source }) => Err(ProbeError::Dns {
+            host: host.to_string(),
+            server,
+            source,
+        }),
+        Err(LookupError::NoAddress) => Err(ProbeError::NameNotFound {
+            host: host.to_string(),
+            nameservers: conf
+                .nameservers
+                .iter()
+                .map(IpAddr::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
+/// The container's default address for a handler without `host`: an address of the interface
+/// that carries the default route (IPv4 routes first), skipping loopback and link-local
+/// addresses; else 127.0.0.1. Call it on the thread that joined the container's network
+/// namespace: it reads that thread's `/proc/thread-self/net/{route,ipv6_route}` and asks the
+/// kernel for the interface addresses (getifaddrs, over netlink, also per thread).
+pub fn default_address() -> IpAddr {
+    let route = std::fs::read_to_string("/proc/thread-self/net/route").unwrap_or_default();
+    let route6 = std::fs::read_to_string("/proc/thread-self/net/ipv6_route").unwrap_or_default();
+    pick_default_address(&route, &route6, &interface_addresses())
+}
+
+/// Interface name and address of every configured IPv4/IPv6 address.
+fn interface_addresses() -> Vec<(String, IpAddr)> {
+    let mut out = Vec::new();
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list we only read, then free once.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return out;
+    }
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list getifaddrs returned, not yet freed.
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        if ifa.ifa_addr.is_null() || ifa.ifa_name.is_null() {
+            continue;
+        }
+        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+        let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) }
+            .to_string_lossy()
+            .into_owned();
+        // SAFETY: the family says which sockaddr type ifa_addr points to.
+        let ip = match i32::from(unsafe { (*ifa.ifa_addr).sa_family }) {
+            libc::AF_INET => {
+                let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+                IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes())
+            }
+            libc::AF_INET6 => {
+                let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
+                IpAddr::from(sin6.sin6_addr.s6_addr)
+            }
+            _ => continue,
+        };
+        out.push((name, ip));
+    }
+    // SAFETY: `head` came from getifaddrs and is freed exactly once.
+    unsafe { libc::freeifaddrs(head) };
+    out
+}
+
+fn usable(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_link_local() && !v4.is_unspecified(),
+        IpAddr::V6(v6) => {
+            !v6.is_loopback() && !v6.is_unspecified() && (v6.segments()[0] & 0xffc0) != 0xfe80
+        }
+    }
+}
+
+/// The choice behind [`default_address`], from the route tables' text and the addresses.
+fn pick_default_address(route: &str, route6: &str, addrs: &[(String, IpAddr)]) -> IpAddr {
+    // /proc/net/route: Iface Destination Gateway Flags RefCnt Use Metric Mask ...
+    let v4_ifaces = route.lines().skip(1).filter_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() >= 8 && f[1] == "00000000" && f[7] == "00000000").then(|| f[0])
+    });
+    // /proc/net/ipv6_route: dest plen src plen nexthop metric refcnt use flags iface
+    let v6_ifaces = route6.lines().filter_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() >= 10 && f[0].bytes().all(|b| b == b'0') && f[1] == "00" && f[9] != "lo")
+            .then(|| f[9])
+    });
+    for (iface, want_v4) in v4_ifaces
+        .map(|i| (i, true))
+        .chain(v6_ifaces.map(|i| (i, false)))
+    {
+        let hit = addrs
+            .iter()
+            .filter(|(name, ip)| name == iface && ip.is_ipv4() == want_v4 && usable(ip))
+            .map(|(_, ip)| *ip)
+            .next();
+        if let Some(ip) = hit {
+            return ip;
+        }
+    }
+    IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
 }
 
 fn remaining(deadline: Instant) -> Result<Duration, ProbeError> {
@@ -147,7 +275,7 @@ pub fn tcp_check(
     deadline: Instant,
 ) -> Result<SocketAddr, ProbeError> {
     let ips = match &t.host {
-        Some(h) => resolve_host(h, files)?,
+        Some(h) => resolve_host(h, files, deadline)?,
         None => vec![default_host],
     };
     let (_stream, addr) = connect_any(&ips, t.port, connect, deadline)?;
@@ -224,7 +352,7 @@ pub fn http_get(
         if target.scheme == Scheme::Https {
             return Err(ProbeError::HttpsUnimplemented);
         }
-        let ips = resolve_host(&target.host, files)?;
+        let ips = resolve_host(&target.host, files, deadline)?;
         let (mut stream, addr) = connect_any(&ips, target.port, connect, deadline)?;
         let request = build_request(&target, &h.headers);
         let (status, location, body) = exchange(&mut stream, addr, &request, deadline)?;
@@ -699,24 +827,79 @@ mod tests {
     fn resolver() {
         let files = ResolverFiles {
             hosts: "10.1.2.3 web web.ns.svc\nfe80::1 web\nbad-line\n",
-            resolv_conf: "search ns.svc\nnameserver 10.96.0.10\nnameserver 10.96.0.11\n",
+            resolv_conf: "search ns.svc\n",
         };
+        let t = soon();
         assert_eq!(
-            resolve_host("192.0.2.1", &files).unwrap(),
+            resolve_host("192.0.2.1", &files, t).unwrap(),
             ["192.0.2.1".parse::<IpAddr>().unwrap()]
         );
         assert_eq!(
-            resolve_host("[::1]", &files).unwrap(),
+            resolve_host("[::1]", &files, t).unwrap(),
             ["::1".parse::<IpAddr>().unwrap()]
         );
-        assert_eq!(resolve_host("web", &files).unwrap().len(), 2);
-        let e = resolve_host("api", &files).unwrap_err().to_string();
-        assert!(
-            e.contains("\"api\"")
-                && e.contains("10.96.0.10, 10.96.0.11")
-                && e.contains("not implemented"),
-            "{e}"
+        assert_eq!(resolve_host("web", &files, t).unwrap().len(), 2);
+        assert_eq!(resolve_host("WEB.ns.svc.", &files, t).unwrap().len(), 1);
+        let e = resolve_host("api", &files, t).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            r#"cannot resolve "api": not in the container's /etc/hosts, and its resolv.conf has no nameserver"#
         );
+    }
+
+    #[test]
+    fn resolver_falls_back_to_dns() {
+        let (server, h) =
+            crate::dns::tests::fake_dns(vec![("api.ns.svc", Ipv4Addr::new(127, 0, 0, 9))], 8);
+        let files = ResolverFiles {
+            hosts: "",
+            resolv_conf: "nameserver 127.0.0.1\nsearch ns.svc\n",
+        };
+        let ips = resolve_with_port("api", &files, server.port(), soon()).unwrap();
+        assert_eq!(ips, [IpAddr::V4(Ipv4Addr::new(127, 0, 0, 9))]);
+        let e = resolve_with_port("nope", &files, server.port(), soon())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            r#"cannot resolve "nope": not in the container's /etc/hosts, and nameservers 127.0.0.1 have no address for it"#
+        );
+        drop(h);
+    }
+
+    #[test]
+    fn default_address_choice() {
+        let route =
+            "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+                     eth0\t00000000\t010011AC\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
+                     eth0\t000011AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n";
+        let route6 = "00000000000000000000000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 ffffffff 00000001 00000000 00200200 lo\n\
+                      00000000000000000000000000000000 00 00000000000000000000000000000000 00 fe800000000000000000000000000001 00000400 00000001 00000000 00000003 net1\n";
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let addrs = vec![
+            ("lo".to_string(), ip("127.0.0.1")),
+            ("eth0".to_string(), ip("169.254.1.1")),
+            ("eth0".to_string(), ip("fd00::5")),
+            ("eth0".to_string(), ip("172.17.0.5")),
+            ("net1".to_string(), ip("fe80::2")),
+            ("net1".to_string(), ip("2001:db8::7")),
+        ];
+        assert_eq!(
+            pick_default_address(route, route6, &addrs),
+            ip("172.17.0.5")
+        );
+        // No IPv4 default route: the IPv6 one, not link-local.
+        assert_eq!(pick_default_address("", route6, &addrs), ip("2001:db8::7"));
+        // No default route at all.
+        assert_eq!(pick_default_address("", "", &addrs), ip("127.0.0.1"));
+        // Route, but only link-local on it.
+        assert_eq!(
+            pick_default_address(route, "", &addrs[..2]),
+            ip("127.0.0.1")
+        );
+        // The real thing does not fail on this host.
+        let _ = default_address();
+        assert!(interface_addresses().iter().any(|(_, a)| a.is_loopback()));
     }
 
     #[test]
