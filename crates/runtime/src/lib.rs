@@ -11,7 +11,7 @@
 //!
 //! Processes this library starts (container init, exec processes) end up as children of the
 //! caller (CLONE_PARENT from the helper), so the caller reaps them and gets their exit status.
-//! The library itself never waits for a container process: the caller's single reaper does.
+//! The library itself never waits for a container process: the caller's single [`reaper`] does.
 //!
 //! # API (stable surface used by the shim and the hooks)
 //!
@@ -24,3 +24,43 @@
 //! - [`Container::kill`], [`Container::pids`], [`Container::pause`], [`Container::resume`],
 //!   [`Container::update`], [`Container::delete`] (idempotent), [`Container::load`] (state of a
 //!   container created by an earlier process, for the shim's `delete` subcommand).
+
+mod cgroups;
+mod channel;
+mod container;
+mod error;
+mod exe;
+mod helper;
+mod hooks;
+mod init;
+mod namespaces;
+mod process;
+pub mod reaper;
+mod rootfs;
+mod seccomp;
+mod state;
+mod validate;
+
+pub use container::{Container, CreateOptions, Created, Spawned, Status, Stdio};
+pub use error::Error;
+pub use exe::HelperExe;
+
+/// If this process was started as a helper (argv[1] is the helper marker), runs the helper and
+/// exits; otherwise returns at once. Call it first thing in `main`, before any thread starts.
+pub fn run_helper_if_requested() {
+    let mut args = std::env::args_os();
+    if args.nth(1).as_deref() != Some(std::ffi::OsStr::new(exe::HELPER_ARG)) {
+        return;
+    }
+    // Nobody (including a container process) may ptrace us or open our /proc/self/exe.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    let code = match args
+        .next()
+        .and_then(|a| a.to_str().and_then(|s| s.parse().ok()))
+    {
+        Some(fd) => helper::main(fd),
+        None => 2,
+    };
+    std::process::exit(code);
+}

@@ -71,12 +71,7 @@ pub fn busybox_rootfs(root: &Path) {
     }
     fs::set_permissions(root.join("tmp"), fs::Permissions::from_mode(0o1777)).expect("chmod /tmp");
     fs::copy(&busybox, root.join("bin/busybox")).expect("copy busybox");
-    let out = Command::new(&busybox)
-        .arg("--list-full")
-        .output()
-        .expect("busybox --list-full");
-    assert!(out.status.success(), "busybox --list-full failed");
-    for applet in String::from_utf8_lossy(&out.stdout).lines() {
+    for applet in busybox_applets() {
         let applet = applet.trim();
         if applet.is_empty() || applet == "bin/busybox" {
             continue;
@@ -105,6 +100,50 @@ pub fn busybox_rootfs(root: &Path) {
         "127.0.0.1 localhost\n::1 localhost\n",
     )
     .expect("write hosts");
+}
+
+/// The applets of the host's busybox (`busybox --list-full`), computed once per process.
+///
+/// Call it before starting a process-wide child reaper (e.g. `lifecycle_runtime::reaper`):
+/// it runs `busybox` with `Command::output`, which would race with such a reaper.
+pub fn busybox_applets() -> &'static [String] {
+    static APPLETS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    APPLETS.get_or_init(|| {
+        let busybox = require_bin(BUSYBOX);
+        let out = Command::new(&busybox)
+            .arg("--list-full")
+            .output()
+            .expect("busybox --list-full");
+        assert!(out.status.success(), "busybox --list-full failed");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    })
+}
+
+/// cgroup directories (under every mounted hierarchy in /sys/fs/cgroup, v1 and v2) whose path
+/// relative to the hierarchy root is `cgroup_path`, and that still exist.
+pub fn cgroup_dirs_left(cgroup_path: &str) -> Vec<PathBuf> {
+    let rel = cgroup_path.trim_start_matches('/');
+    let mut left = Vec::new();
+    let Ok(entries) = fs::read_dir("/sys/fs/cgroup") else {
+        return left;
+    };
+    for e in entries.flatten() {
+        let dir = e.path().join(rel);
+        if dir.is_dir() {
+            left.push(dir);
+        }
+    }
+    if Path::new("/sys/fs/cgroup")
+        .join(rel)
+        .join("cgroup.procs")
+        .exists()
+    {
+        left.push(Path::new("/sys/fs/cgroup").join(rel));
+    }
+    left
 }
 
 /// The default spec `runc spec` writes (runtime-spec 1.0.2, with the same mounts, masked and

@@ -1,0 +1,262 @@
+//! cgroups v1 and v2 for one container: create the cgroup, apply resources, join, list and
+//! signal its processes, freeze, remove. The cgroupfs root is injectable so controller files
+//! can be unit-tested against a fake tree in a tempdir.
+
+use std::{
+    fs, io,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use oci_spec::runtime::LinuxResources;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+pub(crate) mod v1;
+pub(crate) mod v2;
+
+/// The container's cgroup on whichever hierarchy the host uses.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "version")]
+pub(crate) enum Cgroup {
+    V1(v1::V1),
+    V2(v2::V2),
+}
+
+/// Validates `linux.cgroupsPath` and returns the absolute cgroup path.
+pub(crate) fn parse_path(cgroups_path: Option<&Path>, id: &str) -> Result<String, Error> {
+    let Some(p) = cgroups_path else {
+        return Ok(format!("/lifecycle/{id}"));
+    };
+    let s = p
+        .to_str()
+        .ok_or_else(|| Error::InvalidSpec(format!("linux.cgroupsPath {p:?} is not UTF-8")))?;
+    if s.is_empty() {
+        return Ok(format!("/lifecycle/{id}"));
+    }
+    if !s.starts_with('/') {
+        if s.split(':').count() == 3 {
+            return Err(Error::unsupported(format!(
+                "linux.cgroupsPath {s:?} (systemd slice:prefix:name form; use an absolute cgroupfs path)"
+            )));
+        }
+        return Err(Error::InvalidSpec(format!(
+            "linux.cgroupsPath {s:?} must be an absolute path"
+        )));
+    }
+    if s.split('/').any(|c| c == ".." || c == ".") || s == "/" {
+        return Err(Error::InvalidSpec(format!(
+            "linux.cgroupsPath {s:?} must name a cgroup below the root without . or .."
+        )));
+    }
+    Ok(s.trim_end_matches('/').to_owned())
+}
+
+impl Cgroup {
+    /// The cgroup at `path` on this host's hierarchy (v2 when /sys/fs/cgroup is cgroup2).
+    pub fn for_host(path: &str) -> Result<Cgroup, Error> {
+        let mounts = fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| Error::io("read /proc/self/mountinfo", e))?;
+        let mut v1 = Vec::new();
+        for line in mounts.lines() {
+            let Some((pre, post)) = line.split_once(" - ") else {
+                continue;
+            };
+            let mountpoint = pre.split(' ').nth(4).unwrap_or_default();
+            let mut post = post.split(' ');
+            let fstype = post.next().unwrap_or_default();
+            let superopts = post.nth(1).unwrap_or_default();
+            if fstype == "cgroup2" && mountpoint == "/sys/fs/cgroup" {
+                return Ok(Cgroup::V2(v2::V2::new(PathBuf::from(mountpoint), path)));
+            }
+            if fstype == "cgroup" && mountpoint.starts_with("/sys/fs/cgroup/") {
+                let controllers: Vec<String> = superopts
+                    .split(',')
+                    .filter(|o| {
+                        !matches!(*o, "rw" | "ro")
+                            && !o.starts_with("release_agent")
+                            && *o != "clone_children"
+                            && *o != "noprefix"
+                            && *o != "xattr"
+                    })
+                    .map(str::to_owned)
+                    .collect();
+                v1.push(v1::Hierarchy {
+                    mountpoint: PathBuf::from(mountpoint),
+                    controllers,
+                });
+            }
+        }
+        if v1.is_empty() {
+            return Err(Error::Io {
+                what: "no cgroup hierarchy is mounted under /sys/fs/cgroup".into(),
+                source: io::Error::from(io::ErrorKind::NotFound),
+            });
+        }
+        Ok(Cgroup::V1(v1::V1::new(v1, path)))
+    }
+
+    /// Creates the cgroup and applies `resources`.
+    pub fn create(&self, resources: Option<&LinuxResources>) -> Result<(), Error> {
+        match self {
+            Cgroup::V1(c) => c.create(resources),
+            Cgroup::V2(c) => c.create(resources),
+        }
+    }
+
+    pub fn apply(&self, resources: &LinuxResources) -> Result<(), Error> {
+        match self {
+            Cgroup::V1(c) => c.apply(resources),
+            Cgroup::V2(c) => c.apply(resources),
+        }
+    }
+
+    /// Files a process writes its pid into to join the cgroup (every hierarchy).
+    pub fn procs_files(&self) -> Vec<PathBuf> {
+        match self {
+            Cgroup::V1(c) => c.dirs().map(|d| d.join("cgroup.procs")).collect(),
+            Cgroup::V2(c) => vec![c.dir().join("cgroup.procs")],
+        }
+    }
+
+    /// Pids in the cgroup (empty if it does not exist).
+    pub fn pids(&self) -> Result<Vec<i32>, Error> {
+        let file = match self {
+            Cgroup::V1(c) => c.main_dir().join("cgroup.procs"),
+            Cgroup::V2(c) => c.dir().join("cgroup.procs"),
+        };
+        read_pids(&file)
+    }
+
+    pub fn freeze(&self, frozen: bool) -> Result<(), Error> {
+        match self {
+            Cgroup::V1(c) => c.freeze(frozen),
+            Cgroup::V2(c) => c.freeze(frozen),
+        }
+    }
+
+    /// Sends `signal` to every process in the cgroup.
+    pub fn signal_all(&self, signal: i32) -> Result<(), Error> {
+        if signal == libc::SIGKILL {
+            if let Cgroup::V2(c) = self {
+                if c.kill()? {
+                    return Ok(());
+                }
+            }
+        }
+        for pid in self.pids()? {
+            // SAFETY: kill with plain integers.
+            if unsafe { libc::kill(pid, signal) } != 0 {
+                let err = io::Error::last_os_error();
+                if err.raw_os_error() != Some(libc::ESRCH) {
+                    return Err(Error::io(format!("kill({pid}, {signal})"), err));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// SIGKILLs everything left, waits until the cgroup is empty and removes it. Never fails
+    /// because something is already gone.
+    pub fn destroy(&self) -> Result<(), Error> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let pids = self.pids()?;
+            if pids.is_empty() {
+                break;
+            }
+            // A frozen process cannot die: thaw first.
+            let _ = self.freeze(false);
+            self.signal_all(libc::SIGKILL)?;
+            if Instant::now() > deadline {
+                return Err(Error::Cgroup {
+                    path: self.display_path(),
+                    what: format!("processes {pids:?} still present after SIGKILL"),
+                    source: io::Error::from(io::ErrorKind::TimedOut),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let dirs: Vec<PathBuf> = match self {
+            Cgroup::V1(c) => c.dirs().collect(),
+            Cgroup::V2(c) => vec![c.dir()],
+        };
+        for dir in dirs {
+            remove_dir_retry(&dir)?;
+        }
+        Ok(())
+    }
+
+    pub fn display_path(&self) -> PathBuf {
+        match self {
+            Cgroup::V1(c) => c.main_dir(),
+            Cgroup::V2(c) => c.dir(),
+        }
+    }
+}
+
+pub(crate) fn read_pids(file: &Path) -> Result<Vec<i32>, Error> {
+    match fs::read_to_string(file) {
+        Ok(s) => Ok(s.lines().filter_map(|l| l.trim().parse().ok()).collect()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(Error::Cgroup {
+            path: file.to_owned(),
+            what: "read".into(),
+            source: e,
+        }),
+    }
+}
+
+fn remove_dir_retry(dir: &Path) -> Result<(), Error> {
+    let mut tries = 0;
+    loop {
+        match fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 200 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => {
+                return Err(Error::Cgroup {
+                    path: dir.to_owned(),
+                    what: "rmdir".into(),
+                    source: e,
+                })
+            }
+        }
+    }
+}
+
+/// Writes `value` to a controller file, naming the file and value on error.
+pub(crate) fn write(dir: &Path, file: &str, value: &str) -> Result<(), Error> {
+    let path = dir.join(file);
+    fs::write(&path, value).map_err(|e| Error::Cgroup {
+        path,
+        what: format!("write {value:?}"),
+        source: e,
+    })
+}
+
+/// Like [`write`], but a missing file means the host lacks the feature: fail naming the field.
+pub(crate) fn write_field(dir: &Path, file: &str, value: &str, field: &str) -> Result<(), Error> {
+    let path = dir.join(file);
+    if !path.exists() {
+        return Err(Error::unsupported(format!(
+            "{field} (no {} on this host)",
+            path.display()
+        )));
+    }
+    write(dir, file, value)
+}
+
+pub(crate) fn read_trim(path: &Path) -> Result<String, Error> {
+    fs::read_to_string(path)
+        .map(|s| s.trim().to_owned())
+        .map_err(|e| Error::Cgroup {
+            path: path.to_owned(),
+            what: "read".into(),
+            source: e,
+        })
+}

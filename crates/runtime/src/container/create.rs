@@ -1,0 +1,281 @@
+//! create: spec checks, cgroup, helper, init held before the entrypoint.
+
+use std::{fs, path::Path, sync::Mutex};
+
+use oci_spec::runtime::Spec;
+
+use super::{Container, CreateOptions, Created};
+use crate::{
+    cgroups::{self, Cgroup},
+    channel::{FromHelper, ToHelper},
+    error::Error,
+    exe,
+    helper::{CreateConfig, HelperRequest},
+    hooks,
+    rootfs::CgroupMount,
+    state::{self, State, STATE_VERSION},
+    validate,
+};
+
+impl Container {
+    /// Creates the container: the init is a child of the calling process, held before the
+    /// entrypoint until [`Container::start`]. On error nothing is left behind.
+    pub fn create(opts: CreateOptions) -> Result<Created, Error> {
+        if opts.id.is_empty() || opts.id.contains('/') || opts.id == "." || opts.id == ".." {
+            return Err(Error::InvalidSpec(format!(
+                "container id {:?} must be a non-empty name without '/'",
+                opts.id
+            )));
+        }
+        let bundle = fs::canonicalize(&opts.bundle)
+            .map_err(|e| Error::io(format!("bundle {}", opts.bundle.display()), e))?;
+        let spec = Spec::load(bundle.join("config.json")).map_err(|source| Error::Spec {
+            bundle: bundle.clone(),
+            source,
+        })?;
+        validate::spec(&spec)?;
+        let root = spec
+            .root()
+            .as_ref()
+            .map(|r| r.path().clone())
+            .unwrap_or_default();
+        let rootfs_in = if root.is_absolute() {
+            root.clone()
+        } else {
+            bundle.join(&root)
+        };
+        let rootfs = fs::canonicalize(&rootfs_in).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                Error::InvalidSpec(format!("root.path {} does not exist", rootfs_in.display()))
+            }
+            _ => Error::io(format!("root.path {}", rootfs_in.display()), e),
+        })?;
+        if !rootfs.is_dir() {
+            return Err(Error::InvalidSpec(format!(
+                "root.path {} is not a directory",
+                rootfs.display()
+            )));
+        }
+        let linux = spec
+            .linux()
+            .clone()
+            .ok_or_else(|| Error::InvalidSpec("linux is required".into()))?;
+        let cg_path = cgroups::parse_path(linux.cgroups_path().as_deref(), &opts.id)?;
+        let cgroup = Cgroup::for_host(&cg_path)?;
+        if !cgroup.pids()?.is_empty() {
+            return Err(Error::InvalidSpec(format!(
+                "linux.cgroupsPath {cg_path} already has processes"
+            )));
+        }
+
+        fs::create_dir_all(&opts.state_dir)
+            .map_err(|e| Error::io(format!("create state dir {}", opts.state_dir.display()), e))?;
+        if opts.state_dir.join(state::STATE_FILE).exists() {
+            return Err(Error::State {
+                id: opts.id.clone(),
+                what: format!("state already exists in {}", opts.state_dir.display()),
+            });
+        }
+        let mut st = State {
+            version: STATE_VERSION,
+            id: opts.id.clone(),
+            bundle: bundle.clone(),
+            init_pid: 0,
+            init_start_time: 0,
+            cgroup: cgroup.clone(),
+            spec,
+        };
+        // Written before anything exists, so a crash mid-create can still be cleaned up.
+        st.write(&opts.state_dir)?;
+
+        let cleanup = |e: Error| -> Error {
+            if let Err(ce) = cgroup.destroy() {
+                log::warn!("container {}: cleanup after failed create: {ce}", opts.id);
+            }
+            let _ = fs::remove_dir_all(&opts.state_dir);
+            e
+        };
+        let result = (|| {
+            cgroup.create(linux.resources().as_ref())?;
+            allow_spec_devices(&cgroup, &st.spec)?;
+            spawn_init(&opts, &bundle, &rootfs, &cgroup, &st.spec)
+        })();
+        let (pid, console, chan) = match result {
+            Ok(v) => v,
+            Err(e) => return Err(cleanup(e)),
+        };
+        st.init_pid = pid;
+        st.init_start_time = match state::start_time(pid) {
+            Some(t) => t,
+            None => {
+                return Err(cleanup(Error::Setup {
+                    step: "ready".into(),
+                    message: format!("container init {pid} exited during create"),
+                    source: None,
+                }))
+            }
+        };
+        if let Err(e) = st.write(&opts.state_dir) {
+            return Err(cleanup(e));
+        }
+        let container = Container {
+            id: opts.id.clone(),
+            bundle,
+            state_dir: opts.state_dir.clone(),
+            spec: st.spec,
+            init_pid: pid,
+            init_start_time: st.init_start_time,
+            cgroup,
+            held: Mutex::new(Some(chan)),
+        };
+        Ok(Created { container, console })
+    }
+}
+
+/// The spec's linux.devices are allowed in the devices cgroup (v1), after the rules.
+fn allow_spec_devices(cgroup: &Cgroup, spec: &Spec) -> Result<(), Error> {
+    let Cgroup::V1(v1) = cgroup else {
+        return Ok(());
+    };
+    let Some(dir) = v1.controller_dir("devices") else {
+        return Ok(());
+    };
+    for d in spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.devices().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        let typ = match d.typ() {
+            oci_spec::runtime::LinuxDeviceType::B => "b",
+            oci_spec::runtime::LinuxDeviceType::P => continue,
+            _ => "c",
+        };
+        cgroups::v1::allow_device(&dir, typ, d.major(), d.minor())?;
+    }
+    Ok(())
+}
+
+type Spawn = (i32, Option<std::os::fd::OwnedFd>, crate::channel::CallerEnd);
+
+fn spawn_init(
+    opts: &CreateOptions,
+    bundle: &Path,
+    rootfs: &Path,
+    cgroup: &Cgroup,
+    spec: &Spec,
+) -> Result<Spawn, Error> {
+    let stdio = super::Stdio {
+        stdin: opts
+            .stdio
+            .stdin
+            .as_ref()
+            .map(|f| f.try_clone())
+            .transpose()
+            .map_err(|e| Error::io("dup stdin", e))?,
+        stdout: opts
+            .stdio
+            .stdout
+            .as_ref()
+            .map(|f| f.try_clone())
+            .transpose()
+            .map_err(|e| Error::io("dup stdout", e))?,
+        stderr: opts
+            .stdio
+            .stderr
+            .as_ref()
+            .map(|f| f.try_clone())
+            .transpose()
+            .map_err(|e| Error::io("dup stderr", e))?,
+    };
+    let hooks = spec.hooks().as_ref();
+    #[allow(deprecated)]
+    let prestart = hooks.and_then(|h| h.prestart().clone()).unwrap_or_default();
+    let create_runtime = hooks
+        .and_then(|h| h.create_runtime().clone())
+        .unwrap_or_default();
+    let cfg = CreateConfig {
+        id: opts.id.clone(),
+        bundle: bundle.to_owned(),
+        rootfs: rootfs.to_owned(),
+        spec: spec.clone(),
+        cgroup_procs: cgroup.procs_files(),
+        cgroup_mounts: cgroup_mounts(cgroup),
+        runtime_hooks: !prestart.is_empty() || !create_runtime.is_empty(),
+    };
+    let helper = exe::spawn_helper(stdio)?;
+    let chan = helper.chan;
+    chan.send(&ToHelper::Request(Box::new(HelperRequest::Create(
+        Box::new(cfg),
+    ))))
+    .map_err(|e| Error::io("send the create request to the helper", e))?;
+    let mut pid = 0;
+    let mut console = None;
+    loop {
+        let msg = chan
+            .recv()
+            .map_err(|e| Error::io("read from the create helper", e))?;
+        match msg {
+            Some((FromHelper::Pid(p), _)) => pid = p,
+            Some((FromHelper::Console, fd)) => {
+                console =
+                    Some(fd.ok_or_else(|| {
+                        Error::Protocol("console message without a pty fd".into())
+                    })?);
+            }
+            Some((FromHelper::RunHooks, _)) => {
+                let empty = Default::default();
+                let state = serde_json::to_vec(&hooks::HookState {
+                    oci_version: spec.version(),
+                    id: &opts.id,
+                    status: "creating",
+                    pid,
+                    bundle,
+                    annotations: spec.annotations().as_ref().unwrap_or(&empty),
+                })
+                .unwrap_or_default();
+                hooks::run_in_caller("prestart", &prestart, &state)?;
+                hooks::run_in_caller("createRuntime", &create_runtime, &state)?;
+                chan.send(&ToHelper::HooksDone)
+                    .map_err(|e| Error::io("resume the init after hooks", e))?;
+            }
+            Some((FromHelper::Ready, _)) if pid > 0 => return Ok((pid, console, chan)),
+            Some((FromHelper::Failed(e), _)) => return Err(e.into()),
+            Some((other, _)) => {
+                return Err(Error::Protocol(format!(
+                    "unexpected message from the create helper: {other:?}"
+                )))
+            }
+            None => {
+                return Err(Error::Protocol(format!(
+                    "the create helper (pid {}) exited without reporting",
+                    helper.pid
+                )))
+            }
+        }
+    }
+}
+
+/// What the init binds at the spec's cgroup mount: the container's own cgroup directory per
+/// hierarchy.
+fn cgroup_mounts(cgroup: &Cgroup) -> Vec<CgroupMount> {
+    match cgroup {
+        Cgroup::V1(v1) => v1
+            .hierarchies
+            .iter()
+            .map(|h| CgroupMount {
+                name: h
+                    .mountpoint
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                host_dir: h.mountpoint.join(v1.path.trim_start_matches('/')),
+            })
+            .collect(),
+        Cgroup::V2(v2) => vec![CgroupMount {
+            name: String::new(),
+            host_dir: v2.dir(),
+        }],
+    }
+}

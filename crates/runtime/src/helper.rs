@@ -1,0 +1,310 @@
+//! Helper mode: a fresh single-threaded process (the caller's binary re-executed from the
+//! sealed copy) that joins namespaces and the cgroup, then clones the container init (create)
+//! or an exec process with CLONE_PARENT, so that process is the caller's child.
+
+use std::{
+    fs::File,
+    io::{Read, Write},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+    path::PathBuf,
+};
+
+use oci_spec::runtime::{LinuxSeccomp, Process, Spec};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    channel::{FromHelper, HelperEnd, ToHelper},
+    error::SetupError,
+    init, namespaces, process,
+    rootfs::CgroupMount,
+};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum HelperRequest {
+    Create(Box<CreateConfig>),
+    Exec(Box<ExecConfig>),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct CreateConfig {
+    pub id: String,
+    pub bundle: PathBuf,
+    /// Absolute host path of the root filesystem.
+    pub rootfs: PathBuf,
+    pub spec: Spec,
+    pub cgroup_procs: Vec<PathBuf>,
+    pub cgroup_mounts: Vec<CgroupMount>,
+    /// The caller has prestart/createRuntime hooks to run: stop and ask.
+    pub runtime_hooks: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ExecConfig {
+    pub init_pid: i32,
+    pub process: Process,
+    pub seccomp: Option<LinuxSeccomp>,
+    pub cgroup_procs: Vec<PathBuf>,
+    pub setgroups: bool,
+}
+
+/// Helper entry point; returns the exit code. The caller learns the outcome from the channel,
+/// never from this code.
+pub(crate) fn main(fd: RawFd) -> i32 {
+    // SAFETY: the fd number came from our own spawner and nothing else owns it.
+    let chan = unsafe { HelperEnd::from_raw(fd) };
+    // Not inherited by anything exec'd later, whatever happens.
+    // SAFETY: fcntl on our fd.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    let req = match chan.recv() {
+        Ok(Some((ToHelper::Request(r), _))) => *r,
+        _ => return 1,
+    };
+    let res = match req {
+        HelperRequest::Create(c) => create(chan, *c),
+        HelperRequest::Exec(e) => exec(chan, *e),
+    };
+    match res {
+        Ok(()) => 0,
+        Err((chan, e)) => {
+            let _ = chan.send(&FromHelper::Failed(e));
+            1
+        }
+    }
+}
+
+type HelperResult = Result<(), (HelperEnd, SetupError)>;
+
+fn join_cgroup(files: &[PathBuf]) -> Result<(), SetupError> {
+    let me = std::process::id().to_string();
+    for f in files {
+        std::fs::write(f, &me)
+            .map_err(|e| SetupError::io("cgroup", format!("join {}", f.display()), &e))?;
+    }
+    Ok(())
+}
+
+/// A pipe on which the clone child waits for "go" (after the helper reported its pid and,
+/// for a new user namespace, wrote its id maps). The helper writes the child's host pid.
+fn go_pipe() -> Result<(OwnedFd, OwnedFd), SetupError> {
+    let mut fds = [0; 2];
+    // SAFETY: valid array for pipe2.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(SetupError::sys("clone", "pipe", nix::errno::Errno::last()));
+    }
+    // SAFETY: fresh fds.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// clone(2) like fork (null stack: the child runs on a copy of our stack), with CLONE_PARENT
+/// so the child is the caller's, and `ns_flags` for new namespaces. Safe to allocate in the
+/// child: the helper is single-threaded.
+fn clone_child(ns_flags: libc::c_int) -> Result<i32, SetupError> {
+    let flags = (ns_flags | libc::CLONE_PARENT) as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
+    // SAFETY: raw clone without CLONE_VM behaves like fork; the process is single-threaded.
+    let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
+    if pid < 0 {
+        return Err(SetupError::sys(
+            "clone",
+            format!("clone(flags {flags:#x})"),
+            nix::errno::Errno::last(),
+        ));
+    }
+    Ok(pid as i32)
+}
+
+/// In the child: wait for the helper's go (its host pid). EOF means the helper failed.
+fn wait_go(r: OwnedFd) -> i32 {
+    let mut f = File::from(r);
+    let mut buf = [0u8; 4];
+    if f.read_exact(&mut buf).is_err() {
+        // SAFETY: exit without running anything inherited from the helper.
+        unsafe { libc::_exit(1) };
+    }
+    i32::from_le_bytes(buf)
+}
+
+fn create(chan: HelperEnd, cfg: CreateConfig) -> HelperResult {
+    let nss = cfg
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .unwrap_or_default();
+    let pre = (|| {
+        // Open every namespace to join before joining any: a join changes what paths mean.
+        let mut joins = Vec::new();
+        for k in namespaces::JOIN_ORDER {
+            if let Some(path) = nss
+                .iter()
+                .find(|n| n.typ() == k.typ)
+                .and_then(|n| n.path().clone())
+            {
+                let f = File::open(&path).map_err(|e| {
+                    SetupError::io(
+                        "namespaces",
+                        format!(
+                            "open linux.namespaces[type={}].path {}",
+                            k.proc_name,
+                            path.display()
+                        ),
+                        &e,
+                    )
+                })?;
+                joins.push((k, f));
+            }
+        }
+        // Join the cgroup before the init exists, so no container process can ever fork
+        // outside it.
+        join_cgroup(&cfg.cgroup_procs)?;
+        for (k, f) in &joins {
+            // SAFETY: setns on an open namespace fd.
+            if unsafe { libc::setns(f.as_raw_fd(), k.flag) } != 0 {
+                return Err(SetupError::sys(
+                    "namespaces",
+                    format!("join {} namespace", k.proc_name),
+                    nix::errno::Errno::last(),
+                ));
+            }
+        }
+        let (r, w) = go_pipe()?;
+        let flags = namespaces::new_flags(&nss);
+        let pid = clone_child(flags)?;
+        Ok((r, w, flags, pid))
+    })();
+    let (r, w, flags, pid) = match pre {
+        Ok(v) => v,
+        Err(e) => return Err((chan, e)),
+    };
+    if pid == 0 {
+        drop(w);
+        let host_pid = wait_go(r);
+        init::run(chan, cfg, host_pid);
+    }
+    drop(r);
+    let post = (|| {
+        if flags & libc::CLONE_NEWUSER != 0 {
+            write_id_maps(pid, &cfg.spec)?;
+        }
+        chan.send(&FromHelper::Pid(pid))
+            .map_err(|e| SetupError::io("clone", "report the init pid", &e))?;
+        File::from(w)
+            .write_all(&pid.to_le_bytes())
+            .map_err(|e| SetupError::io("clone", "release the init", &e))
+    })();
+    post.map_err(|e| (chan, e))
+}
+
+/// uid_map/gid_map of a child in a new user namespace, written from outside (the parent's
+/// side), as runc does.
+fn write_id_maps(pid: i32, spec: &Spec) -> Result<(), SetupError> {
+    let linux = spec.linux().as_ref();
+    for (file, maps) in [
+        ("uid_map", linux.and_then(|l| l.uid_mappings().clone())),
+        ("gid_map", linux.and_then(|l| l.gid_mappings().clone())),
+    ] {
+        let maps = maps.unwrap_or_default();
+        if maps.is_empty() {
+            continue;
+        }
+        let text: String = maps
+            .iter()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect();
+        let path = format!("/proc/{pid}/{file}");
+        std::fs::write(&path, text.as_bytes()).map_err(|e| {
+            SetupError::io(
+                "userns",
+                format!("write {path} ({})", text.trim().replace('\n', ", ")),
+                &e,
+            )
+        })?;
+    }
+    Ok(())
+}
+
+fn exec(chan: HelperEnd, cfg: ExecConfig) -> HelperResult {
+    let pre = (|| {
+        let mut joins = Vec::new();
+        for k in namespaces::JOIN_ORDER {
+            let theirs = format!("/proc/{}/ns/{}", cfg.init_pid, k.proc_name);
+            let ours = format!("/proc/self/ns/{}", k.proc_name);
+            let (Ok(t), Ok(o)) = (std::fs::metadata(&theirs), std::fs::metadata(&ours)) else {
+                continue;
+            };
+            use std::os::unix::fs::MetadataExt;
+            // Joining a namespace we are already in is an error for user namespaces, and
+            // useless for the rest.
+            if t.ino() == o.ino() && t.dev() == o.dev() {
+                continue;
+            }
+            let f = File::open(&theirs)
+                .map_err(|e| SetupError::io("namespaces", format!("open {theirs}"), &e))?;
+            joins.push((k, f));
+        }
+        if joins.is_empty() {
+            return Err(SetupError::new(
+                "namespaces",
+                format!("container init {} is gone", cfg.init_pid),
+            ));
+        }
+        join_cgroup(&cfg.cgroup_procs)?;
+        for (k, f) in &joins {
+            // SAFETY: setns on an open namespace fd.
+            if unsafe { libc::setns(f.as_raw_fd(), k.flag) } != 0 {
+                return Err(SetupError::sys(
+                    "namespaces",
+                    format!("join the container's {} namespace", k.proc_name),
+                    nix::errno::Errno::last(),
+                ));
+            }
+        }
+        let (r, w) = go_pipe()?;
+        // The pid namespace applies to children only: the exec process is this fork.
+        let pid = clone_child(0)?;
+        Ok((r, w, pid))
+    })();
+    let (r, w, pid) = match pre {
+        Ok(v) => v,
+        Err(e) => return Err((chan, e)),
+    };
+    if pid == 0 {
+        drop(w);
+        wait_go(r);
+        exec_child(chan, cfg);
+    }
+    drop(r);
+    let post = (|| {
+        chan.send(&FromHelper::Pid(pid))
+            .map_err(|e| SetupError::io("clone", "report the exec pid", &e))?;
+        File::from(w)
+            .write_all(&pid.to_le_bytes())
+            .map_err(|e| SetupError::io("clone", "release the exec process", &e))
+    })();
+    post.map_err(|e| (chan, e))
+}
+
+fn exec_child(chan: HelperEnd, cfg: ExecConfig) -> ! {
+    let res = (|| {
+        let p = &cfg.process;
+        if p.terminal().unwrap_or(false) {
+            init::setup_console(&chan, p, false)?;
+        }
+        process::set_rlimits(p)?;
+        process::set_oom_score_adj(p)?;
+        std::env::set_current_dir("/").map_err(|e| SetupError::io("cwd", "chdir /", &e))?;
+        let exe = process::find_executable(p, "the container")?;
+        Err(process::finalize_and_exec(
+            p,
+            cfg.seccomp.as_ref(),
+            &exe,
+            cfg.setgroups,
+        ))
+    })();
+    let e = match res {
+        Ok(()) => SetupError::new("exec", "returned without exec"),
+        Err(e) => e,
+    };
+    let _ = chan.send(&FromHelper::Failed(e));
+    // SAFETY: exit without unwinding into the helper's code.
+    unsafe { libc::_exit(1) }
+}

@@ -1,0 +1,92 @@
+//! Real containers from busybox bundles, observed from inside. Runs as root; never skips.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use lifecycle_runtime::{reaper, Container, Status, Stdio};
+
+fn main() {
+    run(&[
+        (
+            "thin_path_exit_status_and_output",
+            thin_path_exit_status_and_output,
+        ),
+        ("kill_held_and_running", kill_held_and_running),
+        (
+            "entrypoint_not_found_fails_create_cleanly",
+            entrypoint_not_found_fails_create_cleanly,
+        ),
+        (
+            "load_and_delete_from_another_handle",
+            load_and_delete_from_another_handle,
+        ),
+    ]);
+}
+
+fn thin_path_exit_status_and_output() {
+    let o = sh("echo hello; echo oops >&2; exit 3", |_| {});
+    assert_eq!(o.status, 3);
+    assert_eq!(o.stdout, "hello\n");
+    assert_eq!(o.stderr, "oops\n");
+}
+
+fn kill_held_and_running() {
+    let fx = Fixture::new(&["/bin/sleep", "1000"]);
+    let sub = reaper::subscribe();
+    let c = fx.create(Stdio::default()).expect("create").container;
+    assert_eq!(c.status(), Status::Created);
+    let pids = c.pids().expect("pids");
+    assert_eq!(
+        pids,
+        vec![c.init_pid()],
+        "only the held init is in the cgroup"
+    );
+    c.start().expect("start");
+    assert_eq!(c.status(), Status::Running);
+    c.kill(libc::SIGKILL, false).expect("kill");
+    let exit = sub
+        .wait_for(c.init_pid(), Some(Duration::from_secs(10)))
+        .expect("exit after SIGKILL");
+    assert_eq!(exit.status, 128 + libc::SIGKILL);
+    assert_eq!(c.status(), Status::Stopped);
+    c.delete().expect("delete");
+    c.delete().expect("delete is idempotent");
+    fx.assert_clean();
+
+    // A held (never started) container can be killed and deleted too.
+    let fx = Fixture::new(&["/bin/sleep", "1000"]);
+    let c = fx.create(Stdio::default()).expect("create").container;
+    c.kill(libc::SIGKILL, true).expect("kill all");
+    c.delete().expect("delete");
+    fx.assert_clean();
+}
+
+fn entrypoint_not_found_fails_create_cleanly() {
+    let mut fx = Fixture::new(&["/nope"]);
+    fx.bundle.spec["process"]["args"] = serde_json::json!(["/nope"]);
+    let err = match fx.create(Stdio::default()) {
+        Ok(_) => panic!("create must fail"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("process.args[0] \"/nope\" not found in rootfs"),
+        "{err}"
+    );
+    fx.assert_clean();
+}
+
+fn load_and_delete_from_another_handle() {
+    let fx = Fixture::new(&["/bin/sleep", "1000"]);
+    let created = fx.create(Stdio::default()).expect("create");
+    let c = created.container;
+    c.start().expect("start");
+    let loaded = Container::load(&fx.state_dir()).expect("load");
+    assert_eq!(loaded.init_pid(), c.init_pid());
+    assert_eq!(loaded.id(), fx.id);
+    assert_eq!(loaded.status(), Status::Running);
+    loaded.delete().expect("delete through the loaded handle");
+    assert!(Container::load(&fx.state_dir()).is_err());
+    fx.assert_clean();
+}
