@@ -1,0 +1,130 @@
+//! The long-lived shim server: one reaper thread, a tokio runtime with a single worker (memory
+//! must not grow with the node's cores), the ttrpc Task service on the socket `start` bound,
+//! and the event forwarder. Exits when containerd calls Shutdown after the last Delete.
+
+use std::{
+    fs, io,
+    os::{fd::FromRawFd, unix::net::UnixListener},
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use lifecycle_runtime::reaper;
+use tokio::sync::mpsc;
+
+use crate::{
+    events,
+    flags::Flags,
+    logger, service,
+    start::{LISTENER_FD, TTRPC_ADDRESS_ENV},
+    task::Shim,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("building the async runtime: {0}")]
+    Runtime(#[source] io::Error),
+    #[error("listening socket: {0}")]
+    Listener(#[source] io::Error),
+    #[error("starting the ttrpc server: {0}")]
+    Ttrpc(#[source] ttrpc::Error),
+}
+
+fn listener(flags: &Flags) -> Result<UnixListener, ServeError> {
+    let l = match &flags.socket {
+        Some(path) => {
+            let path = path.strip_prefix("unix://").unwrap_or(path);
+            UnixListener::bind(path).map_err(ServeError::Listener)?
+        }
+        // SAFETY: `start` put the bound socket on this fd for us, and nothing else owns it.
+        None => unsafe { UnixListener::from_raw_fd(LISTENER_FD) },
+    };
+    l.set_nonblocking(true).map_err(ServeError::Listener)?;
+    Ok(l)
+}
+
+/// The socket file to remove on exit: the `address` file `start` wrote in the bundle.
+fn socket_file(flags: &Flags, cwd: &Path) -> Option<PathBuf> {
+    let address = match &flags.socket {
+        Some(s) => s.clone(),
+        None => fs::read_to_string(cwd.join("address")).ok()?,
+    };
+    Some(PathBuf::from(
+        address
+            .trim()
+            .strip_prefix("unix://")
+            .unwrap_or(address.trim()),
+    ))
+}
+
+pub fn serve(flags: &Flags) -> Result<(), ServeError> {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    logger::init(&cwd, &flags.namespace, flags.debug);
+    // The reaper starts before any other thread so that it alone ever waits for children, and
+    // subscribes before anything is spawned so that no exit is missed.
+    reaper::start();
+    let exits = reaper::subscribe();
+    let socket = socket_file(flags, &cwd);
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(8)
+        .thread_keep_alive(Duration::from_secs(2))
+        .thread_stack_size(256 * 1024)
+        .enable_all()
+        .build()
+        .map_err(ServeError::Runtime)?;
+    let result = rt.block_on(async {
+        let std_listener = listener(flags)?;
+        let listener =
+            tokio::net::UnixListener::from_std(std_listener).map_err(ServeError::Listener)?;
+        let ttrpc_address = std::env::var(TTRPC_ADDRESS_ENV).unwrap_or_default();
+        if ttrpc_address.is_empty() {
+            log::warn!("{TTRPC_ADDRESS_ENV} is not set: events cannot reach containerd");
+        }
+        let (sink, forward) = events::forwarder(ttrpc_address, flags.namespace.clone());
+        tokio::spawn(forward);
+        let shim = Arc::new(Shim::new(flags.namespace.clone(), sink));
+
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        std::thread::Builder::new()
+            .name("exits".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                while let Some(exit) = exits.recv() {
+                    if tx.send(exit).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(ServeError::Listener)?;
+        let s = shim.clone();
+        tokio::spawn(async move {
+            while let Some(exit) = rx.recv().await {
+                s.handle_exit(exit);
+            }
+        });
+
+        let mut server = ttrpc::r#async::Server::new()
+            .add_listener(listener.into())
+            .register_service(service::services(shim.clone()));
+        server.start().await.map_err(ServeError::Ttrpc)?;
+        log::info!(
+            "serving tasks for namespace {} (shim pid {})",
+            flags.namespace,
+            std::process::id()
+        );
+        shim.shutdown.notified().await;
+        // Let the Shutdown reply go out before the process ends.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        log::info!("shutting down");
+        Ok(())
+    });
+    if let Some(path) = socket {
+        let _ = fs::remove_file(path);
+    }
+    // Blocking-pool threads and the reaper thread would keep the runtime's drop waiting.
+    std::mem::forget(rt);
+    result
+}
