@@ -313,6 +313,14 @@ mod tests {
         l
     }
 
+    #[test]
+    fn shim_can_move_it_between_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<InitLifecycle>();
+        send_sync::<Action>();
+        send_sync::<Event>();
+    }
+
     // ---- postStart ----
 
     #[test]

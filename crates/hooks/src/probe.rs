@@ -11,13 +11,14 @@
 
 use std::{
     io::{self, Read, Write},
-    net::{IpAddr, SocketAddr, TcpStream},
+    net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream},
     time::{Duration, Instant},
 };
 
 use crate::{
     dns::{self, LookupError, ResolvConf},
-    handler::{HttpGet, Scheme, TcpSocket},
+    handler::{Handler, HttpGet, Scheme, TcpSocket},
+    output::HookFailure,
 };
 
 /// Bound on what is read of a response, status line, headers and body together.
@@ -575,6 +576,91 @@ fn resolve_location(base: &Target, loc: &str) -> Option<Target> {
     })
 }
 
+/// The result of running an httpGet or tcpSocket handler with [`run_probe`].
+#[derive(Debug)]
+pub struct ProbeRun {
+    /// The handler with its real target, for messages and records:
+    /// `httpGet http://10.0.0.5:8080/stop`, `tcpSocket 10.0.0.5:5432`.
+    pub summary: String,
+    /// What the hook "printed": the response body (httpGet), for the output buffer.
+    pub output: Vec<u8>,
+    pub result: Result<(), HookFailure>,
+}
+
+/// Runs an httpGet or tcpSocket handler on the calling thread, which must have joined the
+/// container's network namespace; `None` for exec and sleep. A handler without `host` goes to
+/// [`default_address`]. Blocks until done or `deadline` (then fails with `timed out`).
+pub fn run_probe(
+    handler: &Handler,
+    files: &ResolverFiles<'_>,
+    connect: &mut Connector<'_>,
+    deadline: Instant,
+) -> Option<ProbeRun> {
+    let needs_default = match handler {
+        Handler::HttpGet(h) => h.host.is_none(),
+        Handler::TcpSocket(t) => t.host.is_none(),
+        _ => return None,
+    };
+    let default_host = if needs_default {
+        default_address()
+    } else {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    };
+    run_probe_with(handler, default_host, files, connect, deadline)
+}
+
+fn run_probe_with(
+    handler: &Handler,
+    default_host: IpAddr,
+    files: &ResolverFiles<'_>,
+    connect: &mut Connector<'_>,
+    deadline: Instant,
+) -> Option<ProbeRun> {
+    match handler {
+        Handler::HttpGet(h) => {
+            let target = Target {
+                scheme: h.scheme,
+                host: h.host.clone().unwrap_or_else(|| default_host.to_string()),
+                port: h.port,
+                path: h.path.clone(),
+            };
+            let summary = format!("httpGet {}", target.url());
+            Some(match http_get(h, default_host, files, connect, deadline) {
+                Ok(resp) => {
+                    let result = if resp.is_success() {
+                        Ok(())
+                    } else {
+                        Err(HookFailure::HttpStatus(resp.status))
+                    };
+                    ProbeRun {
+                        summary,
+                        output: resp.body,
+                        result,
+                    }
+                }
+                Err(e) => ProbeRun {
+                    summary,
+                    output: Vec::new(),
+                    result: Err(HookFailure::Probe(e)),
+                },
+            })
+        }
+        Handler::TcpSocket(t) => {
+            let host = t.host.clone().unwrap_or_else(|| default_host.to_string());
+            let summary = format!("tcpSocket {}", authority(&host, t.port));
+            let result = tcp_check(t, default_host, files, connect, deadline)
+                .map(drop)
+                .map_err(HookFailure::Probe);
+            Some(ProbeRun {
+                summary,
+                output: Vec::new(),
+                result,
+            })
+        }
+        Handler::Exec { .. } | Handler::Sleep { .. } => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::{
@@ -900,6 +986,60 @@ mod tests {
         // The real thing does not fail on this host.
         let _ = default_address();
         assert!(interface_addresses().iter().any(|(_, a)| a.is_loopback()));
+    }
+
+    #[test]
+    fn run_probe_maps_results() {
+        let (port, _rx) = serve(vec![b"HTTP/1.1 503 Busy\r\n\r\nnot ready\n".to_vec()]);
+        let h = Handler::HttpGet(HttpGet {
+            host: None,
+            ..get("/ready", port, vec![])
+        });
+        let run = run_probe_with(
+            &h,
+            LOCAL,
+            &ResolverFiles::default(),
+            &mut connect_direct,
+            soon(),
+        )
+        .unwrap();
+        assert_eq!(
+            run.summary,
+            format!("httpGet http://127.0.0.1:{port}/ready")
+        );
+        assert_eq!(run.output, b"not ready\n");
+        assert!(matches!(run.result, Err(HookFailure::HttpStatus(503))));
+
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let t = Handler::TcpSocket(TcpSocket {
+            port,
+            host: Some("127.0.0.1".into()),
+        });
+        let run = run_probe(&t, &ResolverFiles::default(), &mut connect_direct, soon()).unwrap();
+        assert_eq!(run.summary, format!("tcpSocket 127.0.0.1:{port}"));
+        assert!(run.result.is_ok());
+        drop(listener);
+        let run = run_probe(&t, &ResolverFiles::default(), &mut connect_direct, soon()).unwrap();
+        let e = crate::HookError::new(
+            crate::HookKind::PostStart,
+            run.summary,
+            run.result.unwrap_err(),
+        );
+        assert!(
+            e.to_string().starts_with(&format!("postStart hook failed: tcpSocket 127.0.0.1:{port} failed: connect to 127.0.0.1:{port}: ")),
+            "{e}"
+        );
+        let exec = Handler::Exec {
+            command: vec!["x".into()],
+        };
+        assert!(run_probe(
+            &exec,
+            &ResolverFiles::default(),
+            &mut connect_direct,
+            soon()
+        )
+        .is_none());
     }
 
     #[test]
