@@ -438,23 +438,32 @@ fn exchange(
     let mut chunk = [0u8; 2048];
     let mut head_end = None;
     let mut content_length = None;
+    let mut chunked = false;
     loop {
         if let Some(end) = head_end {
-            let body_len = buf.len() - end;
-            if content_length.is_some_and(|n: usize| body_len >= n) {
+            let body = &buf[end..];
+            if content_length.is_some_and(|n: usize| body.len() >= n)
+                || (chunked && (body.starts_with(b"0\r\n\r\n") || body.ends_with(b"\r\n0\r\n\r\n")))
+            {
                 break;
             }
         }
         if buf.len() >= RESPONSE_LIMIT {
             break;
         }
-        stream
-            .set_read_timeout(Some(remaining(deadline)?))
-            .map_err(io_err)?;
+        // Once the status is known, a body that stops coming (a server that ignores
+        // `Connection: close`, a slow stream) ends the read instead of failing the probe.
+        let left = match remaining(deadline) {
+            Ok(left) => left,
+            Err(_) if head_end.is_some() => break,
+            Err(e) => return Err(e),
+        };
+        stream.set_read_timeout(Some(left)).map_err(io_err)?;
         let want = (RESPONSE_LIMIT - buf.len()).min(chunk.len());
         let n = match stream.read(&mut chunk[..want]) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) if head_end.is_some() => break,
             Err(e) => return Err(io_err(e)),
         };
         if n == 0 {
@@ -466,6 +475,8 @@ fn exchange(
                 head_end = Some(pos + 4);
                 content_length =
                     header_value(&buf[..pos], "content-length").and_then(|v| v.trim().parse().ok());
+                chunked = header_value(&buf[..pos], "transfer-encoding")
+                    .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
             }
         }
     }
@@ -492,11 +503,38 @@ fn exchange(
         .filter(|s| (100..600).contains(s))
         .ok_or_else(|| bad("invalid status code"))?;
     let location = header_value(head, "location").map(|v| v.trim().to_string());
-    let mut body = buf[end..].to_vec();
-    if let Some(n) = content_length {
+    let mut body = if chunked {
+        dechunk(&buf[end..])
+    } else {
+        buf[end..].to_vec()
+    };
+    if let Some(n) = content_length.filter(|_| !chunked) {
         body.truncate(n);
     }
     Ok((status, location, body))
+}
+
+/// Chunked transfer coding to data, keeping what arrived of a truncated body.
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    while let Some(eol) = find(raw, b"\r\n") {
+        let size_field = String::from_utf8_lossy(&raw[..eol]);
+        let size_hex = size_field.split(';').next().unwrap_or("").trim();
+        let Ok(size) = usize::from_str_radix(size_hex, 16) else {
+            break;
+        };
+        if size == 0 {
+            break;
+        }
+        let data = &raw[eol + 2..];
+        let take = size.min(data.len());
+        out.extend_from_slice(&data[..take]);
+        if take < size || data.len() < size + 2 {
+            break;
+        }
+        raw = &data[size + 2..];
+    }
+    out
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -1040,6 +1078,32 @@ mod tests {
             soon()
         )
         .is_none());
+    }
+
+    #[test]
+    fn chunked_body_and_keep_alive_server() {
+        // A chunked response from a server that keeps the connection open anyway.
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\n\r\n")
+                .unwrap();
+            // Hold the connection open until the client closes it (bounded).
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let _ = s.read(&mut buf);
+        });
+        let started = Instant::now();
+        let r = run(&get("/", port, vec![])).unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"hello world"[..]));
+        assert!(
+            started.elapsed() < Duration::from_millis(1000),
+            "waited for the server to close"
+        );
+        server.join().unwrap();
+        assert_eq!(dechunk(b"3\r\nabc\r\n5\r\nde"), b"abcde");
     }
 
     #[test]
