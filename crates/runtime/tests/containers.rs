@@ -1,27 +1,39 @@
 //! Real containers from busybox bundles, observed from inside. Runs as root; never skips.
 
 mod common;
+#[path = "items/spec.rs"]
+mod spec;
 
 use std::time::Duration;
 
 use common::*;
 use lifecycle_runtime::{reaper, Container, Status, Stdio};
 
+/// (name, fn) pairs from paths.
+macro_rules! tests {
+    ($($path:path),* $(,)?) => { &[$((stringify!($path), $path as TestFn)),*] };
+}
+
 fn main() {
-    run(&[
-        (
-            "thin_path_exit_status_and_output",
-            thin_path_exit_status_and_output,
-        ),
-        ("kill_held_and_running", kill_held_and_running),
-        (
-            "entrypoint_not_found_fails_create_cleanly",
-            entrypoint_not_found_fails_create_cleanly,
-        ),
-        (
-            "load_and_delete_from_another_handle",
-            load_and_delete_from_another_handle,
-        ),
+    run(tests![
+        thin_path_exit_status_and_output,
+        kill_held_and_running,
+        entrypoint_not_found_fails_create_cleanly,
+        load_and_delete_from_another_handle,
+        spec::default_mounts_as_runc,
+        spec::bind_mounts_with_flags_and_propagation,
+        spec::bad_mount_fails_create_by_name,
+        spec::dev_default_and_spec_devices,
+        spec::devices_cgroup_denies_unlisted,
+        spec::masked_and_readonly_paths,
+        spec::sysctls_hostname_domainname,
+        spec::rlimits_lowered,
+        spec::capabilities_and_no_new_privs,
+        spec::seccomp_filter,
+        spec::user_groups_umask_env_cwd,
+        spec::no_host_fds_and_pid_namespace,
+        spec::unimplemented_fields_fail_by_name,
+        spec::missing_rootfs_fails_by_name,
     ]);
 }
 

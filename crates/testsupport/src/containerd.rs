@@ -64,6 +64,8 @@ pub struct Options {
     pub extra_config: String,
     /// The shim binary to put first on containerd's PATH; default [`shim_binary`].
     pub shim: Option<PathBuf>,
+    /// containerd's log level; default `debug` (tests read the log when they fail).
+    pub log_level: Option<&'static str>,
 }
 
 /// A running private containerd.
@@ -109,10 +111,11 @@ impl Containerd {
         let config = format!(
             "version = 2\nroot = \"{root}/root\"\nstate = \"{root}/state\"\ndisabled_plugins = {disabled}\n\
              [grpc]\n  address = \"{address}\"\n[ttrpc]\n  address = \"{root}/containerd.sock.ttrpc\"\n\
-             [debug]\n  level = \"debug\"\n{extra}\n",
+             [debug]\n  level = \"{level}\"\n{extra}\n",
             root = root.display(),
             address = address.display(),
             extra = opts.extra_config,
+            level = opts.log_level.unwrap_or("debug"),
         );
         let config_path = root.join("config.toml");
         fs::write(&config_path, config).expect("write config");
