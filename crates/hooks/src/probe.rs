@@ -22,9 +22,9 @@ use crate::{
 };
 
 /// Bound on what is read of a response, status line, headers and body together.
-pub const RESPONSE_LIMIT: usize = 10 * 1024;
+pub(crate) const RESPONSE_LIMIT: usize = 10 * 1024;
 /// Redirects followed (same host only), as Go's http client and kubelet.
-pub const MAX_REDIRECTS: usize = 10;
+pub(crate) const MAX_REDIRECTS: usize = 10;
 
 /// Creates a connected socket; runs on the caller's thread (in the container's netns).
 pub type Connector<'a> = dyn FnMut(SocketAddr, Duration) -> io::Result<TcpStream> + 'a;
@@ -85,7 +85,7 @@ pub enum ProbeError {
 
 /// Resolves `host`: an IP literal as is, else the container's hosts file, else DNS over UDP to
 /// its resolv.conf nameservers (port 53, sockets made on the calling thread).
-pub fn resolve_host(
+pub(crate) fn resolve_host(
     host: &str,
     files: &ResolverFiles<'_>,
     deadline: Instant,
@@ -157,7 +157,7 @@ fn resolve_with_port(
 /// addresses; else 127.0.0.1. Call it on the thread that joined the container's network
 /// namespace: it reads that thread's `/proc/thread-self/net/{route,ipv6_route}` and asks the
 /// kernel for the interface addresses (getifaddrs, over netlink, also per thread).
-pub fn default_address() -> IpAddr {
+pub(crate) fn default_address() -> IpAddr {
     let route = std::fs::read_to_string("/proc/thread-self/net/route").unwrap_or_default();
     let route6 = std::fs::read_to_string("/proc/thread-self/net/ipv6_route").unwrap_or_default();
     pick_default_address(&route, &route6, &interface_addresses())
@@ -268,7 +268,7 @@ fn connect_any(
 }
 
 /// tcpSocket: success is an accepted connection.
-pub fn tcp_check(
+pub(crate) fn tcp_check(
     t: &TcpSocket,
     default_host: IpAddr,
     files: &ResolverFiles<'_>,
@@ -285,7 +285,7 @@ pub fn tcp_check(
 
 /// The last response of an httpGet (after same-host redirects).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpResponse {
+pub(crate) struct HttpResponse {
     pub status: u16,
     /// The URL that gave this response.
     pub url: String,
@@ -295,7 +295,7 @@ pub struct HttpResponse {
 
 impl HttpResponse {
     /// 200-399; stricter than kubelet, which accepts any status for a lifecycle hook.
-    pub fn is_success(&self) -> bool {
+    pub(crate) fn is_success(&self) -> bool {
         (200..400).contains(&self.status)
     }
 }
@@ -333,7 +333,7 @@ fn authority(host: &str, port: u16) -> String {
 
 /// httpGet: one GET, following redirects to the same host (at most [`MAX_REDIRECTS`]).
 /// A redirect to another host is not followed: its 3xx response is the result (as kubelet).
-pub fn http_get(
+pub(crate) fn http_get(
     h: &HttpGet,
     default_host: IpAddr,
     files: &ResolverFiles<'_>,
@@ -627,7 +627,8 @@ pub struct ProbeRun {
 
 /// Runs an httpGet or tcpSocket handler on the calling thread, which must have joined the
 /// container's network namespace; `None` for exec and sleep. A handler without `host` goes to
-/// [`default_address`]. Blocks until done or `deadline` (then fails with `timed out`).
+/// the container's address on its default-route interface (loopback and link-local skipped),
+/// else 127.0.0.1. Blocks until done or `deadline` (then fails with `timed out`).
 pub fn run_probe(
     handler: &Handler,
     files: &ResolverFiles<'_>,
