@@ -628,6 +628,58 @@ mod tests {
         assert_eq!(l.next_deadline(), None);
     }
 
+    #[test]
+    fn next_deadline_is_the_earliest_of_both_machines() {
+        let t0 = Instant::now();
+        let mut l = started(
+            &[
+                ("lifecycle.shim/post-start", PS),
+                ("lifecycle.shim/post-start-timeout-seconds", "60"),
+                ("lifecycle.shim/post-start-order", "before-entrypoint"),
+                ("lifecycle.shim/pre-stop", PRE),
+                ("lifecycle.shim/termination-grace-period-seconds", "5"),
+            ],
+            t0,
+        );
+        assert_eq!(l.next_deadline(), Some(t0 + S(60)));
+        // Stop request while the entrypoint is still held: postStart cancelled, preStop runs,
+        // and only the grace deadline is left.
+        let a = l.kill(t0 + S(1), req(15)).unwrap();
+        assert_eq!(a.len(), 2);
+        assert_eq!(a[1], run_pre());
+        assert_eq!(l.next_deadline(), Some(t0 + S(6)));
+        // Grace runs out during preStop: cancel it, signal, 2 s more.
+        let a = l.on_event(t0 + S(6), Event::Timer);
+        assert_eq!(
+            a,
+            vec![
+                Action::CancelHook {
+                    hook: HookKind::PreStop,
+                    cause: Cancel::Timeout(S(5))
+                },
+                sig(15, false)
+            ]
+        );
+        assert_eq!(l.on_event(t0 + S(8), Event::Timer), vec![kill_all()]);
+        let a = l.on_event(t0 + S(8), Event::InitExited { status: 137 });
+        assert_eq!(
+            a,
+            vec![fail(HookFailure::Cancelled(CancelReason::StopRequest(
+                Signal::TERM
+            )))]
+        );
+    }
+
+    #[test]
+    fn held_init_exiting_before_start() {
+        let t0 = Instant::now();
+        let mut l = InitLifecycle::new(&config(&[("lifecycle.shim/post-start", PS)]));
+        assert_eq!(l.kill(t0, req(9)).unwrap(), vec![sig(9, false)]);
+        assert!(l.on_event(t0, Event::InitExited { status: 137 }).is_empty());
+        assert_eq!(l.start(t0, None).unwrap_err(), StateError::AlreadyExited);
+        assert!(l.delete(t0).is_empty());
+    }
+
     // ---- termination ----
 
     #[test]
