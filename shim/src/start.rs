@@ -380,8 +380,13 @@ pub fn run(flags: &Flags) -> Result<Vec<u8>, StartError> {
             if libc::setsid() < 0 {
                 return Err(io::Error::last_os_error());
             }
-            // dup2 clears close-on-exec on the new fd.
-            if libc::dup2(fd, LISTENER_FD) < 0 {
+            // dup2 clears close-on-exec on the new fd, but is a no-op when the socket
+            // already is fd 3: then clear the flag by hand.
+            if fd == LISTENER_FD {
+                if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            } else if libc::dup2(fd, LISTENER_FD) < 0 {
                 return Err(io::Error::last_os_error());
             }
             Ok(())

@@ -1,0 +1,333 @@
+//! The shim end to end: a private containerd 1.6 (task API v2) drives
+//! containerd-shim-lifecycle-v1 through `ctr`. Every test ends by asserting that no shim
+//! process, container process, mount or cgroup was left behind.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Output,
+    thread,
+    time::{Duration, Instant},
+};
+
+use lifecycle_testsupport::{
+    busybox_rootfs,
+    containerd::{busybox_image, Containerd, RUNTIME},
+    unique,
+};
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A busybox root filesystem directory for `ctr run --rootfs`.
+fn rootfs() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix("lc-rootfs-")
+        .tempdir()
+        .expect("tempdir");
+    let root = dir.path().join("rootfs");
+    busybox_rootfs(&root);
+    (dir, root)
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// `ctr run` with our runtime and a rootfs directory.
+fn run_args<'a>(flags: &[&'a str], root: &'a Path, id: &'a str, cmd: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["run", "--runtime", RUNTIME];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&["--rootfs", path_str(root), id]);
+    args.extend_from_slice(cmd);
+    args
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn task_status(c: &Containerd, id: &str) -> String {
+    let out = c.ctr(&["task", "ls"]);
+    out.lines()
+        .find(|l| l.split_whitespace().next() == Some(id))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// Kills and removes a detached container, then its record.
+fn remove(c: &Containerd, id: &str) {
+    let _ = c.ctr_raw(&["task", "kill", "-s", "SIGKILL", id]);
+    wait_for("task to stop", Duration::from_secs(10), || {
+        let s = task_status(c, id);
+        s.is_empty() || s == "STOPPED"
+    });
+    let _ = c.ctr_raw(&["task", "rm", id]);
+    c.ctr(&["container", "rm", id]);
+}
+
+#[test]
+fn run_rm_reports_exit_codes_and_output() {
+    let c = Containerd::start();
+    let (_d, root) = rootfs();
+    for (cmd, code) in [
+        ("echo hello; exit 0", 0),
+        ("echo hello; exit 3", 3),
+        ("exit 42", 42),
+    ] {
+        let id = unique("rm");
+        let out = c.ctr_raw(&run_args(&["--rm"], &root, &id, &["/bin/sh", "-c", cmd]));
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{cmd}: {}\n{}",
+            text(&out),
+            c.log()
+        );
+        if code != 42 {
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout).trim(),
+                "hello",
+                "{}",
+                text(&out)
+            );
+        }
+    }
+    c.assert_clean();
+}
+
+#[test]
+fn detached_exec_ps_metrics_pause_resume_kill() {
+    let c = Containerd::start();
+    let (_d, root) = rootfs();
+    let id = unique("det");
+    c.ctr(&run_args(&["-d"], &root, &id, &["/bin/sleep", "1000"]));
+    assert_eq!(task_status(&c, &id), "RUNNING");
+
+    let out = c.ctr_raw(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        &id,
+        "/bin/sh",
+        "-c",
+        "echo from-exec; exit 5",
+    ]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "from-exec");
+    // The exec id is free again once the exec was deleted.
+    let out = c.ctr_raw(&["task", "exec", "--exec-id", "e1", &id, "/bin/true"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    let ps = c.ctr(&["task", "ps", &id]);
+    let pids: Vec<&str> = ps
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(pids.len(), 1, "one process (sleep): {ps}");
+
+    let metrics = c.ctr(&["task", "metrics", &id]);
+    assert!(
+        metrics.contains("memory") || metrics.contains("pids"),
+        "metrics: {metrics}"
+    );
+
+    c.ctr(&["task", "pause", &id]);
+    assert_eq!(task_status(&c, &id), "PAUSED");
+    c.ctr(&["task", "resume", &id]);
+    assert_eq!(task_status(&c, &id), "RUNNING");
+
+    c.ctr(&["task", "kill", "-s", "SIGTERM", &id]);
+    wait_for("SIGTERM to stop sleep", Duration::from_secs(10), || {
+        task_status(&c, &id) == "STOPPED"
+    });
+    // A second kill of the exited task is NotFound, not a crash or a hang.
+    let out = c.ctr_raw(&["task", "kill", "-s", "SIGKILL", &id]);
+    assert!(
+        !out.status.success(),
+        "kill of an exited task must fail: {}",
+        text(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not found"),
+        "{}",
+        text(&out)
+    );
+    c.ctr(&["task", "rm", &id]);
+    c.ctr(&["container", "rm", &id]);
+    c.assert_clean();
+}
+
+#[test]
+fn attached_run_reports_signal_deaths_as_128_plus_signal() {
+    let c = Containerd::start();
+    let (_d, root) = rootfs();
+    let id = unique("sig");
+    let mut attached = c
+        .ctr_command(&run_args(&["--rm"], &root, &id, &["/bin/sleep", "1000"]))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn ctr run");
+    wait_for("task to run", Duration::from_secs(10), || {
+        task_status(&c, &id) == "RUNNING"
+    });
+    c.ctr(&["task", "kill", "-a", "-s", "SIGKILL", &id]);
+    let out = attached.wait_with_output().expect("ctr run");
+    assert_eq!(out.status.code(), Some(137), "{}", text(&out));
+    c.assert_clean();
+}
+
+#[test]
+fn exec_in_a_shared_container_and_kill_all() {
+    let c = Containerd::start();
+    let (_d, root) = rootfs();
+    let id = unique("all");
+    // A parent with children: `kill -a` must reach all of them.
+    c.ctr(&run_args(
+        &["-d"],
+        &root,
+        &id,
+        &["/bin/sh", "-c", "sleep 1000 & sleep 1000 & wait"],
+    ));
+    wait_for("three processes", Duration::from_secs(10), || {
+        c.ctr(&["task", "ps", &id]).lines().skip(1).count() == 3
+    });
+    c.ctr(&["task", "kill", "-a", "-s", "SIGKILL", &id]);
+    wait_for("task to stop", Duration::from_secs(10), || {
+        task_status(&c, &id) == "STOPPED"
+    });
+    c.ctr(&["task", "rm", &id]);
+    c.ctr(&["container", "rm", &id]);
+    c.assert_clean();
+}
+
+#[test]
+fn tty_run_gets_a_pty() {
+    let c = Containerd::start();
+    let (_d, root) = rootfs();
+    let id = unique("tty");
+    // ctr -t needs a terminal on its own stdin: script(1) provides one.
+    let ctr = format!(
+        "ctr --address {} -n {} run --rm -t --runtime {RUNTIME} --rootfs {} {id} /bin/sh -c 'tty; exit 7'",
+        c.address.display(),
+        c.namespace,
+        root.display()
+    );
+    let out = std::process::Command::new("nsenter")
+        .args([
+            "-t",
+            &c.pid().to_string(),
+            "-m",
+            "--",
+            "script",
+            "-qec",
+            &ctr,
+            "/dev/null",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("/dev/pts/"),
+        "no pty in the container: {}",
+        text(&out)
+    );
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    c.assert_clean();
+}
+
+#[test]
+fn image_from_the_snapshotter_runs_on_overlay_mounts() {
+    let c = Containerd::start();
+    let images = tempfile::tempdir().expect("tempdir");
+    let tar = busybox_image(images.path(), "bbimg", &[], &["/bin/sh"], None);
+    c.ctr(&["images", "import", path_str(&tar)]);
+    let id = unique("img");
+    let out = c.ctr_raw(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        "registry.local/bbimg:1",
+        &id,
+        "/bin/sh",
+        "-c",
+        "grep -q ' / overlay ' /proc/mounts && echo overlay-root; exit 4",
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{}\n{}", text(&out), c.log());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "overlay-root",
+        "{}",
+        text(&out)
+    );
+    c.assert_clean();
+}
+
+#[test]
+fn containers_survive_a_containerd_restart() {
+    let mut c = Containerd::start();
+    let (d, root) = rootfs();
+    let id = unique("rst");
+    let log = d.path().join("out.log");
+    let uri = format!("file://{}", log.display());
+    c.ctr(&run_args(
+        &["-d", "--log-uri", &uri],
+        &root,
+        &id,
+        &[
+            "/bin/sh",
+            "-c",
+            "i=0; while true; do echo line-$i; i=$((i+1)); sleep 0.1; done",
+        ],
+    ));
+    wait_for("output", Duration::from_secs(10), || {
+        std::fs::read_to_string(&log)
+            .map(|s| s.contains("line-2"))
+            .unwrap_or(false)
+    });
+    c.restart();
+    assert_eq!(
+        task_status(&c, &id),
+        "RUNNING",
+        "task visible after restart"
+    );
+    let before = std::fs::read_to_string(&log).unwrap_or_default().len();
+    wait_for("output to keep flowing", Duration::from_secs(10), || {
+        std::fs::read_to_string(&log)
+            .map(|s| s.len() > before)
+            .unwrap_or(false)
+    });
+    let out = c.ctr_raw(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "after",
+        &id,
+        "/bin/sh",
+        "-c",
+        "exit 9",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(9),
+        "exec after restart: {}",
+        text(&out)
+    );
+    remove(&c, &id);
+    c.assert_clean();
+}
