@@ -1,6 +1,8 @@
 //! Real containers from busybox bundles, observed from inside. Runs as root; never skips.
 
 mod common;
+#[path = "items/ops.rs"]
+mod ops;
 #[path = "items/spec.rs"]
 mod spec;
 
@@ -34,6 +36,12 @@ fn main() {
         spec::no_host_fds_and_pid_namespace,
         spec::unimplemented_fields_fail_by_name,
         spec::missing_rootfs_fails_by_name,
+        ops::exec_into_created_and_running,
+        ops::pids_pause_resume_kill_all,
+        ops::resources_at_create_and_update,
+        ops::terminal_for_init_and_exec,
+        ops::user_namespace_with_maps,
+        ops::join_namespaces_by_path,
     ]);
 }
 
