@@ -1,6 +1,8 @@
 //! Real containers from busybox bundles, observed from inside. Runs as root; never skips.
 
 mod common;
+#[path = "items/hooks.rs"]
+mod hooks;
 #[path = "items/ops.rs"]
 mod ops;
 #[path = "items/spec.rs"]
@@ -42,6 +44,9 @@ fn main() {
         ops::terminal_for_init_and_exec,
         ops::user_namespace_with_maps,
         ops::join_namespaces_by_path,
+        hooks::hooks_run_in_order_with_state,
+        hooks::failing_and_slow_hooks_fail_create_cleanly,
+        helper_exe_is_sealed_and_helpers_not_dumpable,
     ]);
 }
 
@@ -108,5 +113,62 @@ fn load_and_delete_from_another_handle() {
     assert_eq!(loaded.status(), Status::Running);
     loaded.delete().expect("delete through the loaded handle");
     assert!(Container::load(&fx.state_dir()).is_err());
+    fx.assert_clean();
+}
+
+fn helper_exe_is_sealed_and_helpers_not_dumpable() {
+    let exe = lifecycle_runtime::HelperExe::get().expect("helper exe");
+    assert!(
+        std::ptr::eq(exe, lifecycle_runtime::HelperExe::get().expect("again")),
+        "one copy per process"
+    );
+    let path = exe.path();
+    let fd: i32 = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.parse().ok())
+        .expect("fd path");
+    // SAFETY: fcntl on an fd the runtime owns for the life of the process.
+    let seals = unsafe { libc::fcntl(fd, libc::F_GET_SEALS) };
+    let want = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    assert_eq!(seals & want, want, "seals {seals:#x}");
+    // Opening is allowed; changing the content is not.
+    use std::io::Write;
+    if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&path) {
+        let err = f.write_all(b"x").expect_err("write to the sealed copy");
+        assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
+        assert!(f.set_len(0).is_err(), "truncate the sealed copy");
+    }
+    // A container process (root, without CAP_SYS_PTRACE) cannot reach the held init's
+    // executable: the helper made itself non-dumpable.
+    let fx = Fixture::new(&["/bin/sleep", "1000"]);
+    let c = fx.create(Stdio::default()).expect("create").container;
+    let sub = reaper::subscribe();
+    let (r, w) = pipe();
+    let mut p = c.spec().process().clone().expect("process");
+    p.set_args(Some(vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        "readlink /proc/1/exe; echo exe=$?; readlink /proc/1/fd/0; echo fd=$?".into(),
+    ]));
+    let s = c
+        .exec(
+            &p,
+            Stdio {
+                stdin: None,
+                stdout: Some(w),
+                stderr: None,
+            },
+        )
+        .expect("exec");
+    let out = drain(r);
+    sub.wait_for(s.pid, Some(Duration::from_secs(10)))
+        .expect("exec exits");
+    let out = out.join().unwrap_or_default();
+    assert_eq!(
+        out, "exe=1\nfd=1\n",
+        "readlink of the held init's exe and fds must fail"
+    );
+    c.delete().expect("delete");
     fx.assert_clean();
 }

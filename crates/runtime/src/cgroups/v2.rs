@@ -405,3 +405,59 @@ mod tests {
         assert!(err.contains("linux.resources.devices"), "{err}");
     }
 }
+
+/// The real cgroup2 tree of this host (`/sys/fs/cgroup/unified` in hybrid mode, no
+/// controllers): cgroup.procs, cgroup.freeze/cgroup.events and cgroup.kill for real.
+#[cfg(test)]
+mod real_tree {
+    use std::{os::unix::process::ExitStatusExt, process::Command};
+
+    use super::*;
+    use crate::cgroups::Cgroup;
+
+    fn unified_root() -> PathBuf {
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "this test needs root (it creates cgroups)"
+        );
+        for root in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"] {
+            let root = PathBuf::from(root);
+            if root.join("cgroup.procs").exists() && root.join("cgroup.controllers").exists() {
+                return root;
+            }
+        }
+        panic!("no cgroup2 tree at /sys/fs/cgroup/unified or /sys/fs/cgroup");
+    }
+
+    #[test]
+    fn procs_freeze_kill_on_the_unified_tree() {
+        let root = unified_root();
+        let parent = format!("lc-test-unit-{}", std::process::id());
+        let cg = Cgroup::V2(V2::new(root.clone(), &format!("/{parent}/c")));
+        cg.create(None).expect("create");
+        let mut child = Command::new("/bin/sleep")
+            .arg("100")
+            .spawn()
+            .expect("spawn sleep");
+        let pid = child.id() as i32;
+        std::fs::write(cg.procs_files()[0].clone(), pid.to_string()).expect("join");
+        assert_eq!(cg.pids().expect("pids"), vec![pid]);
+        cg.freeze(true).expect("freeze");
+        let events =
+            std::fs::read_to_string(root.join(&parent).join("c/cgroup.events")).expect("events");
+        assert!(events.contains("frozen 1"), "{events}");
+        cg.freeze(false).expect("thaw");
+        let Cgroup::V2(v2) = &cg else { unreachable!() };
+        assert!(
+            v2.kill().expect("cgroup.kill"),
+            "cgroup.kill exists on this kernel"
+        );
+        let status = child.wait().expect("wait");
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+        cg.destroy().expect("destroy");
+        assert!(!root.join(&parent).join("c").exists());
+        std::fs::remove_dir(root.join(&parent)).expect("remove parent");
+    }
+}
