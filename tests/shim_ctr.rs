@@ -111,7 +111,13 @@ fn detached_exec_ps_metrics_pause_resume_kill() {
     let c = Containerd::start();
     let (_d, root) = rootfs();
     let id = unique("det");
-    c.ctr(&run_args(&["-d"], &root, &id, &["/bin/sleep", "1000"]));
+    // pid 1 of a pid namespace ignores signals it has no handler for: trap SIGTERM.
+    c.ctr(&run_args(
+        &["-d"],
+        &root,
+        &id,
+        &["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"],
+    ));
     assert_eq!(task_status(&c, &id), "RUNNING");
 
     let out = c.ctr_raw(&[
@@ -136,7 +142,7 @@ fn detached_exec_ps_metrics_pause_resume_kill() {
         .skip(1)
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    assert_eq!(pids.len(), 1, "one process (sleep): {ps}");
+    assert_eq!(pids.len(), 2, "sh and sleep: {ps}");
 
     let metrics = c.ctr(&["task", "metrics", &id]);
     assert!(
@@ -150,7 +156,7 @@ fn detached_exec_ps_metrics_pause_resume_kill() {
     assert_eq!(task_status(&c, &id), "RUNNING");
 
     c.ctr(&["task", "kill", "-s", "SIGTERM", &id]);
-    wait_for("SIGTERM to stop sleep", Duration::from_secs(10), || {
+    wait_for("SIGTERM to stop sh", Duration::from_secs(10), || {
         task_status(&c, &id) == "STOPPED"
     });
     // A second kill of the exited task is NotFound, not a crash or a hang.
@@ -175,7 +181,7 @@ fn attached_run_reports_signal_deaths_as_128_plus_signal() {
     let c = Containerd::start();
     let (_d, root) = rootfs();
     let id = unique("sig");
-    let mut attached = c
+    let attached = c
         .ctr_command(&run_args(&["--rm"], &root, &id, &["/bin/sleep", "1000"]))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -300,11 +306,20 @@ fn containers_survive_a_containerd_restart() {
             .map(|s| s.contains("line-2"))
             .unwrap_or(false)
     });
+    let shims = c.shim_pids();
     c.restart();
     assert_eq!(
-        task_status(&c, &id),
+        c.shim_pids(),
+        shims,
+        "the same shim serves the task after the restart"
+    );
+    assert_eq!(shims.len(), 1, "one shim for the task: {shims:?}");
+    let status = task_status(&c, &id);
+    assert_eq!(
+        status,
         "RUNNING",
-        "task visible after restart"
+        "task visible after restart; containerd log:\n{}",
+        c.log()
     );
     let before = std::fs::read_to_string(&log).unwrap_or_default().len();
     wait_for("output to keep flowing", Duration::from_secs(10), || {

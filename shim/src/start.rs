@@ -348,7 +348,12 @@ pub fn run(flags: &Flags) -> Result<Vec<u8>, StartError> {
     };
     write_file(bundle.join("address"), address.as_bytes())?;
 
+    // Exec this very binary (an upgrade may have replaced the file on disk), but under its
+    // real name, so `ps` and containerd's tooling see what the process is.
     let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg0(
+        std::env::current_exe().unwrap_or_else(|_| PathBuf::from("containerd-shim-lifecycle-v1")),
+    );
     cmd.args([
         "-namespace",
         &flags.namespace,

@@ -13,6 +13,7 @@
 use std::{
     fs,
     io::Read,
+    os::fd::AsRawFd,
     os::unix::fs::symlink,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
@@ -79,6 +80,9 @@ pub struct Containerd {
     child: Option<Child>,
     config: PathBuf,
     path_env: String,
+    /// The daemon's mount namespace, held open so that a restarted daemon joins it again (its
+    /// running shims' sockets and their containers' mounts live there).
+    mnt_ns: Option<fs::File>,
 }
 
 impl Containerd {
@@ -132,6 +136,7 @@ impl Containerd {
             child: None,
             config: config_path,
             path_env,
+            mnt_ns: None,
         };
         daemon.spawn();
         daemon
@@ -142,10 +147,28 @@ impl Containerd {
         let log = fs::File::create(self.dir.path().join("containerd.log")).expect("containerd.log");
         // A private mount namespace with its own /run/containerd: shim sockets, FIFOs and the
         // containers' rootfs mounts stay in it and vanish with it.
-        let child = Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
-            .arg("mount -t tmpfs -o mode=0711 lc-run /run/containerd && exec containerd --config \"$0\"")
-            .arg(&self.config)
+        let mut cmd = match &self.mnt_ns {
+            // A restart: back into the namespace the running shims are in.
+            Some(ns) => {
+                let mut cmd = Command::new("nsenter");
+                cmd.arg(format!(
+                    "--mount=/proc/{}/fd/{}",
+                    std::process::id(),
+                    ns.as_raw_fd()
+                ))
+                .args(["--", "containerd", "--config"])
+                .arg(&self.config);
+                cmd
+            }
+            None => {
+                let mut cmd = Command::new("unshare");
+                cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+                    .arg("mount -t tmpfs -o mode=0711 lc-run /run/containerd && exec containerd --config \"$0\"")
+                    .arg(&self.config);
+                cmd
+            }
+        };
+        let child = cmd
             .env("PATH", &self.path_env)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
@@ -156,6 +179,11 @@ impl Containerd {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if self.address.exists() && self.ctr_raw(&["version"]).status.success() {
+                if self.mnt_ns.is_none() {
+                    let ns = format!("/proc/{}/ns/mnt", self.pid());
+                    self.mnt_ns =
+                        Some(fs::File::open(&ns).unwrap_or_else(|e| panic!("open {ns}: {e}")));
+                }
                 return;
             }
             if let Some(status) = self
