@@ -346,3 +346,77 @@ fn containers_survive_a_containerd_restart() {
     remove(&c, &id);
     c.assert_clean();
 }
+
+/// Topics of `/tasks/*` events, in the order containerd received them.
+fn task_topics(events: &str, id: &str) -> Vec<String> {
+    events
+        .lines()
+        .filter(|l| l.contains(id))
+        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("/tasks/")))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn events_reach_containerd_in_order() {
+    let c = Containerd::start();
+    let (_d, root) = rootfs();
+    let mut events = c
+        .ctr_command(&["events"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("ctr events");
+    thread::sleep(Duration::from_millis(300));
+
+    let id = unique("ev");
+    let out = c.ctr_raw(&run_args(
+        &["--rm"],
+        &root,
+        &id,
+        &["/bin/sh", "-c", "exit 3"],
+    ));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+
+    let id2 = unique("evx");
+    c.ctr(&run_args(&["-d"], &root, &id2, &["/bin/sleep", "1000"]));
+    let out = c.ctr_raw(&["task", "exec", "--exec-id", "x1", &id2, "/bin/true"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    c.ctr(&["task", "pause", &id2]);
+    c.ctr(&["task", "resume", &id2]);
+    remove(&c, &id2);
+
+    thread::sleep(Duration::from_millis(500));
+    // SAFETY: signalling the ctr child we spawned.
+    unsafe { libc::kill(events.id() as i32, libc::SIGTERM) };
+    let mut text_out = String::new();
+    std::io::Read::read_to_string(events.stdout.as_mut().expect("stdout"), &mut text_out)
+        .expect("read events");
+    let _ = events.wait();
+
+    assert_eq!(
+        task_topics(&text_out, &id),
+        [
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/exit",
+            "/tasks/delete"
+        ],
+        "events:\n{text_out}"
+    );
+    assert_eq!(
+        task_topics(&text_out, &id2),
+        [
+            "/tasks/create",
+            "/tasks/start",
+            "/tasks/exec-added",
+            "/tasks/exec-started",
+            "/tasks/exit",
+            "/tasks/paused",
+            "/tasks/resumed",
+            "/tasks/exit",
+            "/tasks/delete"
+        ],
+        "events:\n{text_out}"
+    );
+    c.assert_clean();
+}
