@@ -41,7 +41,9 @@ mod seccomp;
 mod state;
 mod validate;
 
-pub use container::{Container, CreateOptions, Created, Spawned, Status, Stdio};
+pub use container::{
+    Container, CreateOptions, Created, OomEvent, OomWatcher, Spawned, Status, Stdio,
+};
 pub use error::Error;
 pub use exe::HelperExe;
 

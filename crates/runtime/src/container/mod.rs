@@ -8,12 +8,15 @@ use std::{
 
 use oci_spec::runtime::Spec;
 
+pub use oom::{OomEvent, OomWatcher};
+
 use crate::{cgroups::Cgroup, channel::CallerEnd, error::Error, state};
 
 mod create;
 mod delete;
 mod exec;
 mod kill;
+mod oom;
 mod start;
 
 /// Where the container's processes' stdio go. `None` is /dev/null.

@@ -266,3 +266,62 @@ pub fn join_namespaces_by_path() {
     ca.delete().expect("delete a");
     a.assert_clean();
 }
+
+pub fn oom_is_reported() {
+    let mut fx = Fixture::new(&[
+        "/bin/sh",
+        "-c",
+        "dd if=/dev/zero of=/dev/null bs=64M count=1; echo dd=$?; sleep 1000",
+    ]);
+    fx.bundle.spec["linux"]["resources"]["memory"] = json!({"limit": 16777216});
+    let (out_r, out_w) = pipe();
+    let c = fx
+        .create(Stdio {
+            stdin: None,
+            stdout: Some(out_w),
+            stderr: None,
+        })
+        .expect("create")
+        .container;
+    let mut watcher = c.oom_watcher().expect("oom watcher");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let first = watcher.wait();
+        let _ = tx.send(());
+        (first, watcher)
+    });
+    let out = drain(out_r);
+    c.start().expect("start");
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("an OOM event within 20s");
+    let (first, mut watcher) = waiter.join().expect("waiter");
+    assert_eq!(first.expect("wait"), lifecycle_runtime::OomEvent::Oom);
+    // The notification comes as the OOM starts; the kill is counted just after.
+    let read = || {
+        fs::read_to_string(format!(
+            "/sys/fs/cgroup/memory{}/memory.oom_control",
+            fx.cgroup
+        ))
+        .expect("oom_control")
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut control = read();
+    while control.contains("oom_kill 0") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        control = read();
+    }
+    assert!(
+        control
+            .lines()
+            .any(|l| l.starts_with("oom_kill ") && l != "oom_kill 0"),
+        "{control}"
+    );
+    c.delete().expect("delete");
+    // After delete the watcher learns the cgroup is gone instead of blocking forever.
+    assert_eq!(
+        watcher.wait().expect("wait after delete"),
+        lifecycle_runtime::OomEvent::Gone
+    );
+    drop(out.join());
+    fx.assert_clean();
+}
