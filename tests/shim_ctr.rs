@@ -420,3 +420,109 @@ fn events_reach_containerd_in_order() {
     );
     c.assert_clean();
 }
+
+#[test]
+fn stdin_reaches_the_container_and_closes() {
+    let c = Containerd::start();
+    let (_d, root) = rootfs();
+    let id = unique("in");
+    let mut child = c
+        .ctr_command(&run_args(
+            &["--rm"],
+            &root,
+            &id,
+            &["/bin/sh", "-c", "cat; echo done"],
+        ))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ctr run -i");
+    {
+        let mut stdin = child.stdin.take().expect("stdin");
+        std::io::Write::write_all(&mut stdin, b"line one\nline two\n").expect("write stdin");
+        // Dropping stdin is EOF: ctr closes the FIFO and calls CloseIO.
+    }
+    let out = child.wait_with_output().expect("ctr run -i");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "line one\nline two\ndone\n",
+        "{}",
+        text(&out)
+    );
+    c.assert_clean();
+}
+
+#[test]
+fn binary_logger_gets_the_output() {
+    let c = Containerd::start();
+    let (d, root) = rootfs();
+    let logger = d.path().join("logger.sh");
+    let log = d.path().join("logged.txt");
+    // containerd's binary logging protocol: stdout on fd 3, stderr on fd 4, fd 5 closed when
+    // ready; the URI's query becomes arguments.
+    std::fs::write(
+        &logger,
+        "#!/bin/sh\nexec 5>&-\ncat <&3 >\"$2.out\" &\ncat <&4 >\"$2.err\"\nwait\n",
+    )
+    .expect("write logger");
+    std::os::unix::fs::PermissionsExt::set_mode(
+        &mut std::fs::metadata(&logger).unwrap().permissions(),
+        0o755,
+    );
+    std::fs::set_permissions(&logger, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let uri = format!("binary://{}?path={}", logger.display(), log.display());
+    let id = unique("bin");
+    c.ctr(&run_args(
+        &["-d", "--log-uri", &uri],
+        &root,
+        &id,
+        &["/bin/sh", "-c", "echo to-out; echo to-err >&2"],
+    ));
+    let out_file = PathBuf::from(format!("{}.out", log.display()));
+    let err_file = PathBuf::from(format!("{}.err", log.display()));
+    wait_for("task to exit", Duration::from_secs(10), || {
+        task_status(&c, &id) == "STOPPED"
+    });
+    wait_for("logger output", Duration::from_secs(10), || {
+        std::fs::read_to_string(&out_file)
+            .map(|s| s == "to-out\n")
+            .unwrap_or(false)
+            && std::fs::read_to_string(&err_file)
+                .map(|s| s == "to-err\n")
+                .unwrap_or(false)
+    });
+    c.ctr(&["task", "rm", &id]);
+    c.ctr(&["container", "rm", &id]);
+    c.assert_clean();
+    assert!(
+        lifecycle_testsupport::processes_matching(path_str(&logger)).is_empty(),
+        "logger left running"
+    );
+}
+
+#[test]
+fn a_dead_shim_is_cleaned_up_by_the_delete_action() {
+    let c = Containerd::start();
+    let (_d, root) = rootfs();
+    let id = unique("dead");
+    let marker = format!("sleep 1000 # {id}");
+    c.ctr(&run_args(&["-d"], &root, &id, &["/bin/sh", "-c", &marker]));
+    let shims = c.shim_pids();
+    assert_eq!(shims.len(), 1, "{shims:?}");
+    // SAFETY: killing the shim process this test's daemon started.
+    unsafe { libc::kill(shims[0], libc::SIGKILL) };
+    // containerd notices, runs `containerd-shim-lifecycle-v1 delete`, and drops the task.
+    wait_for("task to be gone", Duration::from_secs(15), || {
+        task_status(&c, &id).is_empty()
+    });
+    c.ctr(&["container", "rm", &id]);
+    c.assert_clean();
+    assert!(
+        lifecycle_testsupport::processes_matching(&marker).is_empty(),
+        "container process left running; containerd log:\n{}",
+        c.log()
+    );
+}
