@@ -204,8 +204,20 @@ fn bind_rootfs(i: &mut Init) -> R {
 
 fn spec_mounts(i: &mut Init) -> R {
     let mounts = i.spec().mounts().clone().unwrap_or_default();
+    let label = i
+        .spec()
+        .linux()
+        .as_ref()
+        .and_then(|l| l.mount_label().clone());
     for (n, m) in mounts.iter().enumerate() {
-        rootfs::mount_one(n, m, &i.cfg.rootfs, &i.cfg.bundle, &i.cfg.cgroup_mounts)?;
+        rootfs::mount_one(
+            n,
+            m,
+            &i.cfg.rootfs,
+            &i.cfg.bundle,
+            &i.cfg.cgroup_mounts,
+            label.as_deref(),
+        )?;
     }
     Ok(())
 }

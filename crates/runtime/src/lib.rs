@@ -33,6 +33,7 @@ mod exe;
 mod helper;
 mod hooks;
 mod init;
+mod lsm;
 mod namespaces;
 mod process;
 pub mod reaper;
@@ -57,12 +58,21 @@ pub fn run_helper_if_requested() {
     // Nobody (including a container process) may ptrace us or open our /proc/self/exe.
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-    let code = match args
+    let fd = args
         .next()
-        .and_then(|a| a.to_str().and_then(|s| s.parse().ok()))
-    {
-        Some(fd) => helper::main(fd),
-        None => 2,
+        .and_then(|a| a.to_str().and_then(|s| s.parse::<i32>().ok()));
+    let code = match fd {
+        Some(fd) if fd > 2 => {
+            // Anything else the caller leaked to us (an fd without O_CLOEXEC from another
+            // thread) must not be held by a container init while it waits for start: close it.
+            // SAFETY: close_range on fd ranges that exclude stdio and our channel.
+            unsafe {
+                libc::syscall(libc::SYS_close_range, 3u32, (fd - 1) as u32, 0u32);
+                libc::syscall(libc::SYS_close_range, (fd + 1) as u32, u32::MAX, 0u32);
+            }
+            helper::main(fd)
+        }
+        _ => 2,
     };
     std::process::exit(code);
 }

@@ -247,6 +247,8 @@ fn finalize(p: &Process, seccomp: Option<&LinuxSeccomp>, userns_setgroups: bool)
             })?;
         }
     }
+    // While still privileged: writing /proc/self/attr may need it.
+    crate::lsm::set_exec_labels(p)?;
     set_user(p, userns_setgroups)?;
     let cap_err = |set: &str, e: caps::errors::CapsError| {
         SetupError::new("capabilities", format!("set the {set} set: {e}"))

@@ -295,6 +295,7 @@ pub(crate) fn mount_one(
     rootfs: &Path,
     bundle: &Path,
     cgroups: &[CgroupMount],
+    mount_label: Option<&str>,
 ) -> R {
     let step = "mounts";
     let dest_name = m.destination().display().to_string();
@@ -315,7 +316,11 @@ pub(crate) fn mount_one(
             format!("mounts[{index}].uidMappings (idmapped mounts) is not supported"),
         ));
     }
-    let data = opts.data.join(",");
+    let mut data = opts.data.clone();
+    if !matches!(typ, "proc" | "sysfs" | "bind" | "cgroup" | "cgroup2") {
+        data.extend(crate::lsm::mount_label_option(mount_label));
+    }
+    let data = data.join(",");
     if is_bind {
         let src = m
             .source()

@@ -45,6 +45,7 @@ pub(crate) fn spec(spec: &Spec) -> Result<(), Error> {
     if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
         return Err(Error::unsupported("linux.netDevices"));
     }
+    lsm(spec)?;
     let nss = linux.namespaces().clone().unwrap_or_default();
     namespaces::validate(&nss)?;
     let new_user = nss
@@ -156,6 +157,42 @@ fn sysctl(key: &str, nss: &[oci_spec::runtime::LinuxNamespace]) -> Result<(), Er
         return Err(Error::InvalidSpec(format!(
             "linux.sysctl {key:?} is not a sysctl name"
         )));
+    }
+    Ok(())
+}
+
+/// AppArmor and SELinux settings need the LSM on the host. runc 1.1 fails create when they are
+/// set on a host without it (checked on this project's CI host), and so do we, by name,
+/// rather than run the container unconfined.
+fn lsm(spec: &Spec) -> Result<(), Error> {
+    let p = spec.process().as_ref();
+    if p.and_then(|p| p.apparmor_profile().as_deref())
+        .is_some_and(|s| !s.is_empty())
+        && !crate::lsm::apparmor_enabled()
+    {
+        return Err(Error::InvalidSpec(
+            "process.apparmorProfile is set but AppArmor is not enabled on this host".into(),
+        ));
+    }
+    let selinux = crate::lsm::selinux_enabled();
+    if p.and_then(|p| p.selinux_label().as_deref())
+        .is_some_and(|s| !s.is_empty())
+        && !selinux
+    {
+        return Err(Error::InvalidSpec(
+            "process.selinuxLabel is set but SELinux is not enabled on this host".into(),
+        ));
+    }
+    if spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.mount_label().as_deref())
+        .is_some_and(|s| !s.is_empty())
+        && !selinux
+    {
+        return Err(Error::InvalidSpec(
+            "linux.mountLabel is set but SELinux is not enabled on this host".into(),
+        ));
     }
     Ok(())
 }

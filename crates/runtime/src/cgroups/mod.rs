@@ -145,6 +145,18 @@ impl Cgroup {
                 }
             }
         }
+        // A frozen v1 process does not die until thawed, and a running one may fork while we
+        // walk the list: freeze, signal everyone, thaw (as runc does for kill --all).
+        let frozen =
+            signal == libc::SIGKILL && matches!(self, Cgroup::V1(_)) && self.freeze(true).is_ok();
+        let res = self.signal_each(signal);
+        if frozen {
+            self.freeze(false)?;
+        }
+        res
+    }
+
+    fn signal_each(&self, signal: i32) -> Result<(), Error> {
         for pid in self.pids()? {
             // SAFETY: kill with plain integers.
             if unsafe { libc::kill(pid, signal) } != 0 {

@@ -112,6 +112,15 @@ impl Fixture {
     }
 }
 
+impl Drop for Fixture {
+    /// A failed test must not leak into the next: delete whatever is left (best effort).
+    fn drop(&mut self) {
+        if let Ok(c) = Container::load(&self.state_dir()) {
+            let _ = c.delete();
+        }
+    }
+}
+
 /// A pipe: (read end, write end).
 pub fn pipe() -> (OwnedFd, OwnedFd) {
     let (r, w) = nix::unistd::pipe().expect("pipe");

@@ -396,3 +396,66 @@ pub fn missing_rootfs_fails_by_name() {
         "{err}"
     );
 }
+
+/// runc 1.1.5 on a host without AppArmor/SELinux fails these too (checked by hand on the CI
+/// host; see docs/runtime.md): a confinement setting is never dropped silently.
+pub fn lsm_settings_fail_without_the_lsm() {
+    assert!(
+        !std::path::Path::new("/sys/fs/selinux/enforce").exists(),
+        "this test expects a host without SELinux"
+    );
+    let err = sh_err("true", |s| {
+        s["process"]["selinuxLabel"] = json!("system_u:system_r:container_t:s0")
+    });
+    assert!(
+        err.contains("process.selinuxLabel is set but SELinux is not enabled"),
+        "{err}"
+    );
+    let err = sh_err("true", |s| {
+        s["linux"]["mountLabel"] = json!("system_u:object_r:container_file_t:s0")
+    });
+    assert!(
+        err.contains("linux.mountLabel is set but SELinux is not enabled"),
+        "{err}"
+    );
+    let apparmor = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|s| s.starts_with('Y'));
+    assert!(!apparmor, "this test expects a host without AppArmor");
+    let err = sh_err("true", |s| {
+        s["process"]["apparmorProfile"] = json!("docker-default")
+    });
+    assert!(
+        err.contains("process.apparmorProfile is set but AppArmor is not enabled"),
+        "{err}"
+    );
+}
+
+/// An fd the caller leaked (no O_CLOEXEC) must not be held by the container init while it
+/// waits for start, nor reach the container.
+pub fn leaked_fds_do_not_reach_the_container() {
+    let mut fds = [0; 2];
+    // SAFETY: plain pipe(2), without O_CLOEXEC on purpose.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let fx = Fixture::new(&["/bin/sleep", "1000"]);
+    let c = fx
+        .create(lifecycle_runtime::Stdio::default())
+        .expect("create")
+        .container;
+    // SAFETY: closing our write end; if the held init kept a copy, the read would block.
+    unsafe { libc::close(fds[1]) };
+    let mut pfd = libc::pollfd {
+        fd: fds[0],
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll on one valid pollfd.
+    let n = unsafe { libc::poll(&mut pfd, 1, 2000) };
+    assert_eq!(
+        n, 1,
+        "the read end must see EOF at once: the held init holds the leaked write end"
+    );
+    // SAFETY: closing our read end.
+    unsafe { libc::close(fds[0]) };
+    c.delete().expect("delete");
+    fx.assert_clean();
+}
