@@ -5,6 +5,8 @@ mod common;
 mod hooks;
 #[path = "items/ops.rs"]
 mod ops;
+#[path = "items/runc.rs"]
+mod runc;
 #[path = "items/spec.rs"]
 mod spec;
 
@@ -50,6 +52,7 @@ fn main() {
         hooks::hooks_run_in_order_with_state,
         hooks::failing_and_slow_hooks_fail_create_cleanly,
         helper_exe_is_sealed_and_helpers_not_dumpable,
+        runc::same_observations_as_runc,
     ]);
 }
 
