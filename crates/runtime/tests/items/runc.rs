@@ -24,6 +24,8 @@ cat /proc/self/cgroup | sed -E 's/:\/.*$/:PATH/'
 "#;
 
 /// Runs `runc run` on the bundle in the foreground; returns (status, stdout).
+// The child is reaped by the process-wide reaper, never by Child::wait.
+#[allow(clippy::zombie_processes)]
 fn runc_run(fx: &Fixture) -> (i32, String, String) {
     let runc = require_bin("runc");
     let root = tempfile::tempdir().expect("runc root");
