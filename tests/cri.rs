@@ -7,8 +7,8 @@
 use std::time::{Duration, Instant};
 
 use lifecycle_testsupport::cri::{
-    self, api, bundle_spec, container_config, container_log, spec_annotations, wait_for, Cri,
-    HANDLER_LC, HANDLER_RUNC,
+    self, api, bundle_spec, container_config, container_log, spec_annotations, status_spec,
+    wait_for, Cri, HANDLER_RUNC,
 };
 
 /// A shell entrypoint that reports the signals it gets in its log and exits 0 on TERM or QUIT.
@@ -34,7 +34,10 @@ fn state(cri: &Cri, id: &str) -> api::ContainerStatus {
 fn wait_log(pod: &api::PodSandboxConfig, c: &api::ContainerConfig, needle: &str) -> String {
     wait_for(
         Duration::from_secs(10),
-        &format!("{needle:?} in the log of {}", c.metadata.as_ref().unwrap().name),
+        &format!(
+            "{needle:?} in the log of {}",
+            c.metadata.as_ref().unwrap().name
+        ),
         || {
             let log = container_log(pod, c);
             log.contains(needle).then_some(log)
@@ -109,10 +112,18 @@ fn pod_lifecycle(handler: &str) {
         .client
         .create_container(&pod_id, &web, &pod)
         .unwrap_or_else(|e| panic!("CreateContainer ({handler}): {e}\n{}", cri.containerd.log()));
-    let app = spec_annotations(&bundle_spec(&cri.containerd, &id));
+    let info = cri
+        .client
+        .container_status(&id)
+        .expect("ContainerStatus")
+        .info;
+    let app = spec_annotations(&status_spec(&info));
     eprintln!("app container annotations ({handler}): {app:#?}");
     assert_eq!(app["io.kubernetes.cri.container-type"], "container");
-    assert_eq!(app["io.kubernetes.cri.container-name"], "web", "CRI's own keys win");
+    assert_eq!(
+        app["io.kubernetes.cri.container-name"], "web",
+        "CRI's own keys win"
+    );
     assert_eq!(app["io.kubernetes.cri.sandbox-id"], pod_id);
     assert_eq!(app["io.kubernetes.cri.image-name"], image);
     assert_eq!(app["lifecycle.shim/pre-stop"], r#"{"sleep":{"seconds":0}}"#);
@@ -134,11 +145,20 @@ fn pod_lifecycle(handler: &str) {
         .unwrap_or_else(|e| panic!("StartContainer ({handler}): {e}\n{}", cri.containerd.log()));
     let status = state(&cri, &id);
     assert_eq!(status.state, api::ContainerState::ContainerRunning as i32);
+    assert_eq!(
+        spec_annotations(&bundle_spec(&cri.containerd, &id)),
+        app,
+        "the runtime gets what CRI shows"
+    );
     wait_log(&pod, &web, "ready");
 
     let out = cri
         .client
-        .exec_sync(&id, &["/bin/sh", "-c", "echo hello; echo oops >&2; exit 3"], Duration::from_secs(10))
+        .exec_sync(
+            &id,
+            &["/bin/sh", "-c", "echo hello; echo oops >&2; exit 3"],
+            Duration::from_secs(10),
+        )
         .expect("ExecSync");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "oops\n");
@@ -156,20 +176,30 @@ fn pod_lifecycle(handler: &str) {
     let t = Instant::now();
     cri.client.stop_container(&id, 10).expect("StopContainer");
     let took = t.elapsed();
-    assert!(took < Duration::from_secs(5), "a TERM trap stops it at once, took {took:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "a TERM trap stops it at once, took {took:?}"
+    );
     let log = wait_log(&pod, &web, "got TERM");
     assert!(!log.contains("got QUIT"), "log: {log}");
     let status = state(&cri, &id);
     assert_eq!(status.state, api::ContainerState::ContainerExited as i32);
     assert_eq!(status.exit_code, 0);
     assert_eq!(status.reason, "Completed");
-    eprintln!("StopContainer ({handler}) in the containerd log:\n{}", stop_log_lines(&cri, &id).join("\n"));
+    eprintln!(
+        "StopContainer ({handler}) in the containerd log:\n{}",
+        stop_log_lines(&cri, &id).join("\n")
+    );
 
     cri.client.remove_container(&id).expect("RemoveContainer");
     let e = cri.client.container_status(&id).expect_err("removed");
     assert_eq!(e.code(), cri::Code::NotFound, "{e}");
-    cri.client.stop_pod_sandbox(&pod_id).expect("StopPodSandbox");
-    cri.client.remove_pod_sandbox(&pod_id).expect("RemovePodSandbox");
+    cri.client
+        .stop_pod_sandbox(&pod_id)
+        .expect("StopPodSandbox");
+    cri.client
+        .remove_pod_sandbox(&pod_id)
+        .expect("RemovePodSandbox");
     assert!(cri.client.list_containers(None).expect("list").is_empty());
     assert!(cri.client.list_pod_sandbox().expect("list").is_empty());
     cri.containerd.assert_clean();
@@ -180,29 +210,46 @@ fn image_stop_signal(handler: &str) {
     let cri = Cri::start();
     let image = cri.import_image("quitter", &["/bin/sh", "-c"], &[REPORTER], Some("SIGQUIT"));
     let pod = cri.pod_config("quit-pod", &[]);
-    let pod_id = cri.client.run_pod_sandbox(&pod, handler).expect("RunPodSandbox");
+    let pod_id = cri
+        .client
+        .run_pod_sandbox(&pod, handler)
+        .expect("RunPodSandbox");
     let c = container_config(&pod, "quitter", &image, &[], &[], &[]);
-    let id = cri.client.create_container(&pod_id, &c, &pod).expect("CreateContainer");
+    let id = cri
+        .client
+        .create_container(&pod_id, &c, &pod)
+        .expect("CreateContainer");
     cri.client.start_container(&id).expect("StartContainer");
     wait_log(&pod, &c, "ready");
 
     let t = Instant::now();
     cri.client.stop_container(&id, 10).expect("StopContainer");
-    assert!(t.elapsed() < Duration::from_secs(5), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
     let log = wait_log(&pod, &c, "got QUIT");
     assert!(!log.contains("got TERM"), "log: {log}");
     let status = state(&cri, &id);
     assert_eq!(status.exit_code, 0);
     let lines = stop_log_lines(&cri, &id);
-    eprintln!("StopContainer ({handler}) in the containerd log:\n{}", lines.join("\n"));
+    eprintln!(
+        "StopContainer ({handler}) in the containerd log:\n{}",
+        lines.join("\n")
+    );
     assert!(
         lines.iter().any(|l| l.contains("with signal quit")),
         "containerd names the stop signal: {lines:#?}"
     );
 
     cri.client.remove_container(&id).expect("RemoveContainer");
-    cri.client.stop_pod_sandbox(&pod_id).expect("StopPodSandbox");
-    cri.client.remove_pod_sandbox(&pod_id).expect("RemovePodSandbox");
+    cri.client
+        .stop_pod_sandbox(&pod_id)
+        .expect("StopPodSandbox");
+    cri.client
+        .remove_pod_sandbox(&pod_id)
+        .expect("RemovePodSandbox");
     cri.containerd.assert_clean();
 }
 
@@ -212,9 +259,19 @@ fn stop_timeout_and_pod_stop(handler: &str) {
     let cri = Cri::start();
     let image = app_image(&cri);
     let pod = cri.pod_config("kill-pod", &[]);
-    let pod_id = cri.client.run_pod_sandbox(&pod, handler).expect("RunPodSandbox");
+    let pod_id = cri
+        .client
+        .run_pod_sandbox(&pod, handler)
+        .expect("RunPodSandbox");
     let stubborn = container_config(&pod, "stubborn", &image, &[], &[], &[]);
-    let reporter = container_config(&pod, "reporter", &image, &["/bin/sh", "-c"], &[REPORTER], &[]);
+    let reporter = container_config(
+        &pod,
+        "reporter",
+        &image,
+        &["/bin/sh", "-c"],
+        &[REPORTER],
+        &[],
+    );
     let stubborn_id = cri
         .client
         .create_container(&pod_id, &stubborn, &pod)
@@ -230,7 +287,9 @@ fn stop_timeout_and_pod_stop(handler: &str) {
     wait_log(&pod, &reporter, "ready");
 
     let t = Instant::now();
-    cri.client.stop_container(&stubborn_id, 2).expect("StopContainer");
+    cri.client
+        .stop_container(&stubborn_id, 2)
+        .expect("StopContainer");
     let took = t.elapsed();
     assert!(
         took >= Duration::from_secs(2) && took < Duration::from_secs(6),
@@ -245,8 +304,14 @@ fn stop_timeout_and_pod_stop(handler: &str) {
     );
 
     let t = Instant::now();
-    cri.client.stop_pod_sandbox(&pod_id).expect("StopPodSandbox");
-    assert!(t.elapsed() < Duration::from_secs(5), "took {:?}", t.elapsed());
+    cri.client
+        .stop_pod_sandbox(&pod_id)
+        .expect("StopPodSandbox");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
     let status = state(&cri, &reporter_id);
     assert_eq!(status.state, api::ContainerState::ContainerExited as i32);
     assert_eq!(status.exit_code, 137, "SIGKILL, no stop signal first");
@@ -259,7 +324,9 @@ fn stop_timeout_and_pod_stop(handler: &str) {
     for id in [&stubborn_id, &reporter_id] {
         cri.client.remove_container(id).expect("RemoveContainer");
     }
-    cri.client.remove_pod_sandbox(&pod_id).expect("RemovePodSandbox");
+    cri.client
+        .remove_pod_sandbox(&pod_id)
+        .expect("RemovePodSandbox");
     cri.containerd.assert_clean();
 }
 

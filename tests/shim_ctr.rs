@@ -526,3 +526,46 @@ fn a_dead_shim_is_cleaned_up_by_the_delete_action() {
         c.log()
     );
 }
+
+#[test]
+fn oom_is_reported() {
+    let c = Containerd::start();
+    let (_d, root) = rootfs();
+    let mut events = c
+        .ctr_command(&["events"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("ctr events");
+    thread::sleep(Duration::from_millis(300));
+    let id = unique("oom");
+    // sort keeps all of its input in memory: far over the 16 MiB limit.
+    let out = c.ctr_raw(&run_args(
+        &["--rm", "--memory-limit", "16777216"],
+        &root,
+        &id,
+        &[
+            "/bin/sh",
+            "-c",
+            "head -c 200000000 /dev/zero | sort >/dev/null",
+        ],
+    ));
+    assert!(
+        !out.status.success(),
+        "the command should have been OOM-killed: {}",
+        text(&out)
+    );
+    thread::sleep(Duration::from_millis(300));
+    // SAFETY: signalling the ctr child we spawned.
+    unsafe { libc::kill(events.id() as i32, libc::SIGTERM) };
+    let mut text_out = String::new();
+    std::io::Read::read_to_string(events.stdout.as_mut().expect("stdout"), &mut text_out)
+        .expect("read events");
+    let _ = events.wait();
+    assert!(
+        task_topics(&text_out, &id)
+            .iter()
+            .any(|t| t == "/tasks/oom"),
+        "no /tasks/oom event:\n{text_out}"
+    );
+    c.assert_clean();
+}

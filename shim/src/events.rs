@@ -41,7 +41,6 @@ pub enum Event {
     ExecStarted(TaskExecStarted),
     Paused(TaskPaused),
     Resumed(TaskResumed),
-    #[allow(dead_code)] // OOM notification is not wired up yet (see docs/shim.md)
     Oom(TaskOOM),
 }
 

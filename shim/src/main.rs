@@ -12,6 +12,7 @@ mod info;
 mod io;
 mod logger;
 mod mount;
+mod oom;
 mod process;
 mod server;
 mod service;

@@ -32,7 +32,7 @@ use crate::{
     errors::TaskError,
     events::{timestamp, Event, EventSink},
     io::{self, IoConfig, LoggerEnv},
-    mount,
+    mount, oom,
     process::{ExitInfo, ExitTable, Phase, Proc},
 };
 
@@ -252,6 +252,19 @@ impl Shim {
             execs: Mutex::new(HashMap::new()),
             rootfs_mounted: mounted,
         });
+        let cgroups_path = task
+            .container
+            .spec()
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().clone());
+        if let Err(e) = oom::watch(
+            &id,
+            cgroups_path.as_ref().and_then(|p| p.to_str()),
+            self.events.clone(),
+        ) {
+            log::warn!("container {id}: OOM events will not be reported: {e}");
+        }
         self.tasks().insert(id.clone(), task);
         self.register(pid, &init, since);
 
