@@ -569,3 +569,21 @@ fn oom_is_reported() {
     );
     c.assert_clean();
 }
+
+#[test]
+fn a_pod_shares_one_shim_until_its_last_task_is_deleted() {
+    let c = Containerd::start();
+    let (_d, root) = rootfs();
+    let pod = unique("pod");
+    let annotation = format!("io.kubernetes.cri.sandbox-id={pod}");
+    let (a, b) = (unique("pa"), unique("pb"));
+    for id in [&a, &b] {
+        c.ctr(&run_args(&["-d", "--annotation", &annotation], &root, id, &["/bin/sleep", "1000"]));
+    }
+    assert_eq!(c.shim_pids().len(), 1, "one shim for the pod");
+    remove(&c, &a);
+    assert_eq!(c.shim_pids().len(), 1, "the shim stays while the pod has a task");
+    assert_eq!(task_status(&c, &b), "RUNNING");
+    remove(&c, &b);
+    c.assert_clean();
+}
