@@ -578,12 +578,50 @@ fn a_pod_shares_one_shim_until_its_last_task_is_deleted() {
     let annotation = format!("io.kubernetes.cri.sandbox-id={pod}");
     let (a, b) = (unique("pa"), unique("pb"));
     for id in [&a, &b] {
-        c.ctr(&run_args(&["-d", "--annotation", &annotation], &root, id, &["/bin/sleep", "1000"]));
+        c.ctr(&run_args(
+            &["-d", "--annotation", &annotation],
+            &root,
+            id,
+            &["/bin/sleep", "1000"],
+        ));
     }
     assert_eq!(c.shim_pids().len(), 1, "one shim for the pod");
     remove(&c, &a);
-    assert_eq!(c.shim_pids().len(), 1, "the shim stays while the pod has a task");
+    assert_eq!(
+        c.shim_pids().len(),
+        1,
+        "the shim stays while the pod has a task"
+    );
     assert_eq!(task_status(&c, &b), "RUNNING");
     remove(&c, &b);
+    c.assert_clean();
+}
+
+#[test]
+fn container_processes_inherit_no_ignored_signal_from_the_shim() {
+    let c = Containerd::start();
+    let (_d, root) = rootfs();
+    // The shim (a Rust program) ignores SIGPIPE; its containers must not inherit that. Compare
+    // with runc's shim, which passes on only what the environment already ignores.
+    let cmd = ["/bin/sh", "-c", "grep SigIgn /proc/self/status"];
+    let ours = c.ctr_raw(&run_args(&["--rm"], &root, &unique("sig"), &cmd));
+    let mut runc_args = vec![
+        "run",
+        "--rm",
+        "--runtime",
+        "io.containerd.runc.v2",
+        "--rootfs",
+        path_str(&root),
+    ];
+    let runc_id = unique("runc");
+    runc_args.push(&runc_id);
+    runc_args.extend_from_slice(&cmd);
+    let runc = c.ctr_raw(&runc_args);
+    assert_eq!(ours.status.code(), Some(0), "{}", text(&ours));
+    assert_eq!(runc.status.code(), Some(0), "{}", text(&runc));
+    assert_eq!(
+        String::from_utf8_lossy(&ours.stdout),
+        String::from_utf8_lossy(&runc.stdout)
+    );
     c.assert_clean();
 }

@@ -32,8 +32,16 @@ fn write_stdout(data: &[u8]) -> std::io::Result<()> {
 }
 
 fn main() {
+    // Rust sets SIGPIPE to "ignore" before main, and exec keeps ignored signals: container
+    // processes, started by helpers re-executed from this binary, would inherit it (runc's do
+    // not). Helpers get the default back; the shim's own roles ignore it again, since they
+    // write to FIFOs and sockets whose reader may be gone.
+    // SAFETY: signal(2) with a standard disposition, before any thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     // Helper processes (container init, exec) are this binary re-executed: they never return.
     lifecycle_runtime::run_helper_if_requested();
+    // SAFETY: as above.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 
     let flags = match Flags::parse(std::env::args().skip(1)) {
         Ok(f) => f,
