@@ -292,14 +292,24 @@ impl Containerd {
             .collect()
     }
 
-    /// What this daemon's containers left behind: shim processes, mounts under its state
-    /// directory, and cgroups named after its namespace. Empty when everything is clean.
+    /// Processes of any containerd shim (ours, runc-v2, ...) serving this daemon.
+    fn any_shim_pids(&self) -> Vec<i32> {
+        let addr = self.address.display().to_string();
+        processes_matching("containerd-shim-")
+            .into_iter()
+            .filter(|pid| cmdline(*pid).contains(&addr))
+            .collect()
+    }
+
+    /// What this daemon's containers left behind: shim processes (of any runtime), mounts under
+    /// its state directory, and cgroups named after its namespace. Empty when everything is
+    /// clean.
     /// Waits up to `timeout` for things to settle (shims exit asynchronously after Delete).
     pub fn leftovers(&self, timeout: Duration) -> Vec<String> {
         let deadline = Instant::now() + timeout;
         loop {
             let mut found = Vec::new();
-            for pid in self.shim_pids() {
+            for pid in self.any_shim_pids() {
                 found.push(format!("shim process {pid}: {}", cmdline(pid)));
             }
             let state = self.dir.path().display().to_string();
@@ -339,11 +349,11 @@ impl Containerd {
 
 impl Drop for Containerd {
     fn drop(&mut self) {
-        let shims = self.shim_pids();
+        let shims = self.any_shim_pids();
         self.stop_daemon();
         // Only processes started for this daemon: shims whose command line names its socket,
         // and their process groups (the containers the shims started).
-        for pid in shims.into_iter().chain(self.shim_pids()) {
+        for pid in shims.into_iter().chain(self.any_shim_pids()) {
             // SAFETY: plain signal delivery to pids we identified as ours.
             unsafe {
                 libc::kill(-pid, libc::SIGKILL);

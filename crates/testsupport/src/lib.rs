@@ -14,6 +14,8 @@ use std::{
 use serde_json::{json, Value};
 
 pub mod containerd;
+#[cfg(feature = "cri")]
+pub mod cri;
 
 /// Where Debian's busybox-static installs the binary.
 pub const BUSYBOX: &str = "/bin/busybox";
