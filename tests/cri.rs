@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use lifecycle_testsupport::cri::{
     self, api, bundle_spec, container_config, container_log, spec_annotations, status_spec,
-    wait_for, Cri, HANDLER_RUNC,
+    wait_for, Cri, HANDLER_LC, HANDLER_RUNC,
 };
 
 /// A shell entrypoint that reports the signals it gets in its log and exits 0 on TERM or QUIT.
@@ -55,10 +55,48 @@ fn stop_log_lines(cri: &Cri, id: &str) -> Vec<String> {
         .collect()
 }
 
+/// Records every `runc` command the runc shim runs (a wrapper first on containerd's PATH), so
+/// a test sees what containerd asked the shim for; returns the record file.
+fn record_runc_calls(cri: &Cri) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let runc = lifecycle_testsupport::require_bin("runc");
+    let record = cri.dir.path().join("runc-calls");
+    let wrapper = cri.containerd.dir.path().join("bin/runc");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {}\nexec {} \"$@\"\n",
+            record.display(),
+            runc.display()
+        ),
+    )
+    .expect("write runc wrapper");
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    record
+}
+
+/// The `runc kill` commands recorded for container `id`, as `[--all] SIGNAL`.
+fn runc_kills(record: &std::path::Path, id: &str) -> Vec<String> {
+    std::fs::read_to_string(record)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let kill = l.split(" kill ").nth(1)?;
+            kill.contains(id).then(|| {
+                kill.replace(id, "")
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+        })
+        .collect()
+}
+
 /// The whole kubelet flow for one pod with one container, checking what containerd hands the
 /// runtime (annotations in config.json) on the way.
 fn pod_lifecycle(handler: &str) {
     let cri = Cri::start();
+    let runc_record = (handler == HANDLER_RUNC).then(|| record_runc_calls(&cri));
     let version = cri.client.version().expect("Version");
     assert_eq!(version.runtime_name, "containerd");
     let image = app_image(&cri);
@@ -190,6 +228,10 @@ fn pod_lifecycle(handler: &str) {
         "StopContainer ({handler}) in the containerd log:\n{}",
         stop_log_lines(&cri, &id).join("\n")
     );
+    if let Some(record) = &runc_record {
+        // The stop signal; once exited, CRI's exit handling kills all again (Delete follows).
+        assert_eq!(runc_kills(record, &id), ["15", "--all 9"]);
+    }
 
     cri.client.remove_container(&id).expect("RemoveContainer");
     let e = cri.client.container_status(&id).expect_err("removed");
@@ -208,6 +250,7 @@ fn pod_lifecycle(handler: &str) {
 /// StopContainer sends the image's STOPSIGNAL (here SIGQUIT), not SIGTERM.
 fn image_stop_signal(handler: &str) {
     let cri = Cri::start();
+    let runc_record = (handler == HANDLER_RUNC).then(|| record_runc_calls(&cri));
     let image = cri.import_image("quitter", &["/bin/sh", "-c"], &[REPORTER], Some("SIGQUIT"));
     let pod = cri.pod_config("quit-pod", &[]);
     let pod_id = cri
@@ -242,6 +285,13 @@ fn image_stop_signal(handler: &str) {
         lines.iter().any(|l| l.contains("with signal quit")),
         "containerd names the stop signal: {lines:#?}"
     );
+    if let Some(record) = &runc_record {
+        assert_eq!(
+            runc_kills(record, &id),
+            ["3", "--all 9"],
+            "SIGQUIT is signal 3"
+        );
+    }
 
     cri.client.remove_container(&id).expect("RemoveContainer");
     cri.client
@@ -257,6 +307,7 @@ fn image_stop_signal(handler: &str) {
 /// container still running at StopPodSandbox is SIGKILLed at once, without a stop signal.
 fn stop_timeout_and_pod_stop(handler: &str) {
     let cri = Cri::start();
+    let runc_record = (handler == HANDLER_RUNC).then(|| record_runc_calls(&cri));
     let image = app_image(&cri);
     let pod = cri.pod_config("kill-pod", &[]);
     let pod_id = cri
@@ -285,6 +336,14 @@ fn stop_timeout_and_pod_stop(handler: &str) {
     }
     wait_log(&pod, &stubborn, "ready");
     wait_log(&pod, &reporter, "ready");
+    let shims = cri.containerd.any_shim_pids();
+    assert_eq!(shims.len(), 1, "one shim serves the pod: {shims:?}");
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", shims[0])).unwrap_or_default();
+    let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+    assert!(
+        cmdline.contains(&format!("-id {pod_id}")),
+        "the shim is started for the sandbox: {cmdline}"
+    );
 
     let t = Instant::now();
     cri.client
@@ -302,6 +361,10 @@ fn stop_timeout_and_pod_stop(handler: &str) {
         "StopContainer with timeout ({handler}) in the containerd log:\n{}",
         stop_log_lines(&cri, &stubborn_id).join("\n")
     );
+    if let Some(record) = &runc_record {
+        // containerd's own SIGKILL at the timeout is not `all`; the exit handling's is.
+        assert_eq!(runc_kills(record, &stubborn_id), ["15", "9", "--all 9"]);
+    }
 
     let t = Instant::now();
     cri.client
@@ -320,6 +383,14 @@ fn stop_timeout_and_pod_stop(handler: &str) {
         "StopPodSandbox ({handler}) in the containerd log:\n{}",
         stop_log_lines(&cri, &reporter_id).join("\n")
     );
+    if let Some(record) = &runc_record {
+        assert_eq!(
+            runc_kills(record, &reporter_id),
+            ["9", "--all 9"],
+            "no stop signal"
+        );
+        assert_eq!(runc_kills(record, &pod_id), ["9", "--all 9"], "the sandbox");
+    }
 
     for id in [&stubborn_id, &reporter_id] {
         cri.client.remove_container(id).expect("RemoveContainer");
@@ -343,4 +414,19 @@ fn runc_image_stop_signal() {
 #[test]
 fn runc_stop_timeout_and_pod_stop() {
     stop_timeout_and_pod_stop(HANDLER_RUNC);
+}
+
+#[test]
+fn lc_pod_lifecycle() {
+    pod_lifecycle(HANDLER_LC);
+}
+
+#[test]
+fn lc_image_stop_signal() {
+    image_stop_signal(HANDLER_LC);
+}
+
+#[test]
+fn lc_stop_timeout_and_pod_stop() {
+    stop_timeout_and_pod_stop(HANDLER_LC);
 }

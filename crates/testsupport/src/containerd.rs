@@ -293,7 +293,7 @@ impl Containerd {
     }
 
     /// Processes of any containerd shim (ours, runc-v2, ...) serving this daemon.
-    fn any_shim_pids(&self) -> Vec<i32> {
+    pub fn any_shim_pids(&self) -> Vec<i32> {
         let addr = self.address.display().to_string();
         processes_matching("containerd-shim-")
             .into_iter()
