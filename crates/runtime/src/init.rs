@@ -275,7 +275,18 @@ fn create_container_hooks(i: &mut Init) -> R {
 }
 
 fn pivot_root(i: &mut Init) -> R {
-    rootfs::pivot_root(&i.cfg.rootfs)
+    rootfs::pivot_root(&i.cfg.rootfs)?;
+    // The rootfs bind was made under a private parent (pivot_root needs it): apply the
+    // requested propagation to the new / now, as runc does after pivot_root.
+    let prop = i
+        .spec()
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().clone());
+    if let Some(flags) = prop.as_deref().and_then(rootfs::propagation_flags) {
+        rootfs::mount("pivot-root", None, Path::new("/"), None, flags, None)?;
+    }
+    Ok(())
 }
 
 fn console(i: &mut Init) -> R {

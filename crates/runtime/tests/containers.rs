@@ -49,6 +49,8 @@ fn main() {
         ops::user_namespace_with_maps,
         ops::join_namespaces_by_path,
         ops::oom_is_reported,
+        ops::concurrent_containers_from_threads,
+        ops::rootfs_propagation_modes,
         hooks::hooks_run_in_order_with_state,
         hooks::failing_and_slow_hooks_fail_create_cleanly,
         helper_exe_is_sealed_and_helpers_not_dumpable,

@@ -325,3 +325,32 @@ pub fn oom_is_reported() {
     drop(out.join());
     fx.assert_clean();
 }
+
+/// The shim creates, execs and deletes from several threads at once.
+pub fn concurrent_containers_from_threads() {
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let o = sh(
+                    &format!("echo container-{i}; cat /proc/self/cgroup | grep -c lc-test"),
+                    |_| {},
+                );
+                assert_eq!(o.status, 0, "{}", o.stderr);
+                assert_eq!(o.stdout, format!("container-{i}\n9\n"));
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("thread");
+    }
+}
+
+pub fn rootfs_propagation_modes() {
+    for (mode, want) in [("rshared", true), ("rprivate", false), ("rslave", false)] {
+        let o = sh("awk '$5 == \"/\"' /proc/self/mountinfo", |s| {
+            s["linux"]["rootfsPropagation"] = json!(mode)
+        });
+        assert_eq!(o.status, 0, "{mode}: {}", o.stderr);
+        assert_eq!(o.stdout.contains(" shared:"), want, "{mode}: {}", o.stdout);
+    }
+}

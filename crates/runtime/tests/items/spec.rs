@@ -380,6 +380,17 @@ pub fn unimplemented_fields_fail_by_name() {
             "linux.resources.unified",
             Box::new(|s| s["linux"]["resources"]["unified"] = json!({"memory.high": "1000000"})),
         ),
+        (
+            "linux.resources.hugepageLimits (no cgroup v1 hugetlb controller on this host)",
+            Box::new(|s| {
+                s["linux"]["resources"]["hugepageLimits"] =
+                    json!([{"pageSize": "2MB", "limit": 1048576}])
+            }),
+        ),
+        (
+            "linux.resources.blockIO.weight (no /sys/fs/cgroup/blkio/",
+            Box::new(|s| s["linux"]["resources"]["blockIO"] = json!({"weight": 500})),
+        ),
     ];
     for (want, edit) in cases {
         let err = sh_err("true", edit);
