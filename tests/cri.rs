@@ -401,6 +401,74 @@ fn stop_timeout_and_pod_stop(handler: &str) {
     cri.containerd.assert_clean();
 }
 
+/// containerd restarts under a running pod: CRI finds the pod and its container again and
+/// can still exec into, stop and remove them.
+fn restart_under_running_pod(handler: &str) {
+    let mut cri = Cri::start();
+    let image = app_image(&cri);
+    let pod = cri.pod_config("restart-pod", &[]);
+    let pod_id = cri
+        .client
+        .run_pod_sandbox(&pod, handler)
+        .expect("RunPodSandbox");
+    let c = container_config(&pod, "app", &image, &["/bin/sh", "-c"], &[REPORTER], &[]);
+    let id = cri
+        .client
+        .create_container(&pod_id, &c, &pod)
+        .expect("CreateContainer");
+    cri.client.start_container(&id).expect("StartContainer");
+    wait_log(&pod, &c, "ready");
+    let shims = cri.containerd.any_shim_pids();
+
+    cri.restart();
+    assert_eq!(
+        cri.containerd.any_shim_pids(),
+        shims,
+        "the same shim after the restart"
+    );
+    let status = state(&cri, &id);
+    assert_eq!(
+        status.state,
+        api::ContainerState::ContainerRunning as i32,
+        "{status:?}"
+    );
+    let sandbox = cri
+        .client
+        .pod_sandbox_status(&pod_id)
+        .expect("PodSandboxStatus");
+    assert_eq!(
+        sandbox.status.expect("sandbox status").state,
+        api::PodSandboxState::SandboxReady as i32
+    );
+    let out = cri
+        .client
+        .exec_sync(&id, &["/bin/echo", "still here"], Duration::from_secs(10))
+        .expect("ExecSync after the restart");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "still here\n");
+
+    cri.client.stop_container(&id, 10).expect("StopContainer");
+    wait_log(&pod, &c, "got TERM");
+    assert_eq!(state(&cri, &id).exit_code, 0);
+    cri.client.remove_container(&id).expect("RemoveContainer");
+    cri.client
+        .stop_pod_sandbox(&pod_id)
+        .expect("StopPodSandbox");
+    cri.client
+        .remove_pod_sandbox(&pod_id)
+        .expect("RemovePodSandbox");
+    cri.containerd.assert_clean();
+}
+
+#[test]
+fn runc_restart_under_running_pod() {
+    restart_under_running_pod(HANDLER_RUNC);
+}
+
+#[test]
+fn lc_restart_under_running_pod() {
+    restart_under_running_pod(HANDLER_LC);
+}
+
 #[test]
 fn runc_pod_lifecycle() {
     pod_lifecycle(HANDLER_RUNC);

@@ -356,6 +356,13 @@ impl Cri {
         cri
     }
 
+    /// Restarts containerd (running shims and containers are untouched) and waits until CRI
+    /// answers again; the client reconnects by itself.
+    pub fn restart(&mut self) {
+        self.containerd.restart();
+        self.wait_ready();
+    }
+
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
