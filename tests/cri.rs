@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use lifecycle_testsupport::cri::{
     self, api, bundle_spec, container_config, container_log, spec_annotations, status_spec,
-    wait_for, Cri, HANDLER_LC, HANDLER_RUNC,
+    use_pod_network, wait_for, Cri, CNI_SUBNET, HANDLER_LC, HANDLER_RUNC,
 };
 
 /// A shell entrypoint that reports the signals it gets in its log and exits 0 on TERM or QUIT.
@@ -469,6 +469,84 @@ fn lc_restart_under_running_pod() {
     restart_under_running_pod(HANDLER_LC);
 }
 
+/// A pod with its own network from CNI (bridge + host-local, inside containerd's private
+/// network namespace): the sandbox gets an address, the app container shares the sandbox's
+/// network namespace and reaches the bridge, and RemovePodSandbox releases the address.
+fn pod_network(handler: &str) {
+    let cri = Cri::start_with(cri::Options {
+        cni: true,
+        ..Default::default()
+    });
+    let image = app_image(&cri);
+    let mut pod = cri.pod_config("net-pod", &[]);
+    use_pod_network(&mut pod);
+    let pod_id = cri
+        .client
+        .run_pod_sandbox(&pod, handler)
+        .unwrap_or_else(|e| panic!("RunPodSandbox ({handler}): {e}\n{}", cri.containerd.log()));
+    let status = cri
+        .client
+        .pod_sandbox_status(&pod_id)
+        .expect("PodSandboxStatus");
+    let ip = status
+        .status
+        .and_then(|s| s.network)
+        .map(|n| n.ip)
+        .unwrap_or_default();
+    assert!(
+        ip.starts_with("10.88.77."),
+        "pod IP {ip:?} from {CNI_SUBNET}"
+    );
+    let c = container_config(&pod, "app", &image, &[], &[], &[]);
+    let id = cri
+        .client
+        .create_container(&pod_id, &c, &pod)
+        .expect("CreateContainer");
+    cri.client.start_container(&id).expect("StartContainer");
+    wait_log(&pod, &c, "ready");
+    let run = |cmd: &str| {
+        let out = cri
+            .client
+            .exec_sync(&id, &["/bin/sh", "-c", cmd], Duration::from_secs(10))
+            .expect("ExecSync");
+        assert_eq!(
+            out.exit_code,
+            0,
+            "{cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(run("ip -4 addr show eth0").contains(&format!("inet {ip}/24")));
+    assert_eq!(run("hostname").trim(), "net-pod");
+    run("ping -c 1 -W 5 10.88.77.1");
+
+    cri.client.stop_container(&id, 0).expect("StopContainer");
+    cri.client.remove_container(&id).expect("RemoveContainer");
+    cri.client
+        .stop_pod_sandbox(&pod_id)
+        .expect("StopPodSandbox");
+    cri.client
+        .remove_pod_sandbox(&pod_id)
+        .expect("RemovePodSandbox");
+    let ipam = cri.dir.path().join("cni-ipam/lc-pods");
+    let leased: Vec<_> = std::fs::read_dir(&ipam)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        !leased
+            .iter()
+            .any(|n| n.to_string_lossy().starts_with("10.")),
+        "address still leased: {leased:?}"
+    );
+    cri.containerd.assert_clean();
+}
+
+#[test]
+fn runc_pod_network() {
+    pod_network(HANDLER_RUNC);
+}
+
 #[test]
 fn runc_pod_lifecycle() {
     pod_lifecycle(HANDLER_RUNC);
@@ -497,4 +575,9 @@ fn lc_image_stop_signal() {
 #[test]
 fn lc_stop_timeout_and_pod_stop() {
     stop_timeout_and_pod_stop(HANDLER_LC);
+}
+
+#[test]
+fn lc_pod_network() {
+    pod_network(HANDLER_LC);
 }

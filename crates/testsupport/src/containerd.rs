@@ -67,6 +67,11 @@ pub struct Options {
     pub shim: Option<PathBuf>,
     /// containerd's log level; default `debug` (tests read the log when they fail).
     pub log_level: Option<&'static str>,
+    /// Also give the daemon its own network namespace (loopback only, up) and a tmpfs over
+    /// `/var/lib` (where CNI keeps its result cache), so pod networks that CNI plugins create
+    /// (bridges, veths, IPAM state) never touch the host. Host-network pods then share the
+    /// daemon's network namespace.
+    pub private_network: bool,
 }
 
 /// A running private containerd.
@@ -83,6 +88,9 @@ pub struct Containerd {
     /// The daemon's mount namespace, held open so that a restarted daemon joins it again (its
     /// running shims' sockets and their containers' mounts live there).
     mnt_ns: Option<fs::File>,
+    /// With [`Options::private_network`]: the daemon's network namespace, likewise.
+    net_ns: Option<fs::File>,
+    private_network: bool,
 }
 
 impl Containerd {
@@ -137,6 +145,8 @@ impl Containerd {
             config: config_path,
             path_env,
             mnt_ns: None,
+            net_ns: None,
+            private_network: opts.private_network,
         };
         daemon.spawn();
         daemon
@@ -155,15 +165,29 @@ impl Containerd {
                     "--mount=/proc/{}/fd/{}",
                     std::process::id(),
                     ns.as_raw_fd()
-                ))
-                .args(["--", "containerd", "--config"])
-                .arg(&self.config);
+                ));
+                if let Some(net) = &self.net_ns {
+                    cmd.arg(format!(
+                        "--net=/proc/{}/fd/{}",
+                        std::process::id(),
+                        net.as_raw_fd()
+                    ));
+                }
+                cmd.args(["--", "containerd", "--config"]).arg(&self.config);
                 cmd
             }
             None => {
+                let mut setup = "mount -t tmpfs -o mode=0711 lc-run /run/containerd".to_owned();
                 let mut cmd = Command::new("unshare");
-                cmd.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
-                    .arg("mount -t tmpfs -o mode=0711 lc-run /run/containerd && exec containerd --config \"$0\"")
+                cmd.args(["--mount", "--propagation", "private"]);
+                if self.private_network {
+                    cmd.arg("--net");
+                    setup.push_str(
+                        " && ip link set lo up && mount -t tmpfs -o mode=0755 lc-var-lib /var/lib",
+                    );
+                }
+                cmd.args(["--", "sh", "-c"])
+                    .arg(format!("{setup} && exec containerd --config \"$0\""))
                     .arg(&self.config);
                 cmd
             }
@@ -179,6 +203,11 @@ impl Containerd {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if self.address.exists() && self.ctr_raw(&["version"]).status.success() {
+                if self.private_network && self.net_ns.is_none() {
+                    let ns = format!("/proc/{}/ns/net", self.pid());
+                    self.net_ns =
+                        Some(fs::File::open(&ns).unwrap_or_else(|e| panic!("open {ns}: {e}")));
+                }
                 if self.mnt_ns.is_none() {
                     let ns = format!("/proc/{}/ns/mnt", self.pid());
                     self.mnt_ns =

@@ -314,6 +314,38 @@ pub struct Options {
     pub shim: Option<PathBuf>,
     /// containerd's log level; default `debug`.
     pub log_level: Option<&'static str>,
+    /// Give pods that ask for it (see [`use_pod_network`]) their own network, from the Debian
+    /// CNI plugins (bridge [`CNI_BRIDGE`] with host-local IPAM on [`CNI_SUBNET`]). containerd
+    /// then runs in its own network namespace ([`containerd::Options::private_network`]).
+    pub cni: bool,
+}
+
+/// The bridge CNI creates in containerd's private network namespace with [`Options::cni`].
+pub const CNI_BRIDGE: &str = "lc0";
+/// The pod subnet with [`Options::cni`]; the bridge has its first address.
+pub const CNI_SUBNET: &str = "10.88.77.0/24";
+
+/// A CNI network config list (bridge + host-local) for [`Options::cni`], keeping IPAM state in
+/// `ipam_dir`.
+pub fn cni_config(ipam_dir: &Path) -> String {
+    serde_json::json!({
+        "cniVersion": "0.4.0",
+        "name": "lc-pods",
+        "plugins": [{
+            "type": "bridge",
+            "bridge": CNI_BRIDGE,
+            "isGateway": true,
+            // No iptables rules: nothing leaves the private network namespace anyway.
+            "ipMasq": false,
+            "ipam": {
+                "type": "host-local",
+                "ranges": [[{"subnet": CNI_SUBNET}]],
+                "routes": [{"dst": "0.0.0.0/0"}],
+                "dataDir": ipam_dir.display().to_string(),
+            }
+        }]
+    })
+    .to_string()
 }
 
 /// A private containerd with the CRI plugin, its pause image imported, and a client.
@@ -339,11 +371,20 @@ impl Cri {
             .expect("tempdir");
         let cni_conf = dir.path().join("cni-conf");
         fs::create_dir_all(&cni_conf).expect("mkdir cni-conf");
+        if opts.cni {
+            for plugin in ["bridge", "host-local", "loopback"] {
+                crate::require_bin(&format!("/usr/lib/cni/{plugin}"));
+            }
+            crate::require_bin("ip");
+            let conf = cni_config(&dir.path().join("cni-ipam"));
+            fs::write(cni_conf.join("10-lc.conflist"), conf).expect("write CNI config");
+        }
         let containerd = Containerd::start_with(containerd::Options {
             cri: true,
             extra_config: plugin_config(&cni_conf),
             shim: opts.shim,
             log_level: opts.log_level,
+            private_network: opts.cni,
         });
         let client = Client::new(&containerd.address);
         let cri = Cri {
@@ -475,6 +516,24 @@ impl Drop for Cri {
 /// How long each cleanup call of a dropped [`Cri`] may take.
 const DROP_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Makes `pod` get its own network namespace from CNI (network POD, hostname = pod name, as
+/// kubelet sends for a pod without `hostNetwork`); needs [`Options::cni`].
+pub fn use_pod_network(pod: &mut PodSandboxConfig) {
+    pod.hostname = pod
+        .metadata
+        .as_ref()
+        .map(|m| m.name.clone())
+        .unwrap_or_default();
+    let ns = pod
+        .linux
+        .get_or_insert_with(Default::default)
+        .security_context
+        .get_or_insert_with(Default::default)
+        .namespace_options
+        .get_or_insert_with(Default::default);
+    ns.network = NamespaceMode::Pod as i32;
+}
+
 /// A container `name` of `pod` running `image` with `command` (the image's entrypoint when
 /// empty) and `args` (its cmd when both are empty), `annotations`, and kubelet's log path
 /// `<name>/0.log` under the pod's log directory (see [`container_log`]).
@@ -507,7 +566,10 @@ pub fn container_config(
             security_context: Some(LinuxContainerSecurityContext {
                 // kubelet: the pod's network, a pid namespace per container unless the pod
                 // shares one, the pod's ipc.
-                namespace_options: Some(host_network_namespaces(NamespaceMode::Container)),
+                namespace_options: Some(NamespaceOption {
+                    network: pod_network_mode(pod),
+                    ..host_network_namespaces(NamespaceMode::Container)
+                }),
                 ..Default::default()
             }),
         }),
@@ -588,6 +650,15 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<
         );
         thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The pod's network mode (NODE or POD); a container follows its pod.
+fn pod_network_mode(pod: &PodSandboxConfig) -> i32 {
+    pod.linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.as_ref())
+        .map_or(NamespaceMode::Node as i32, |n| n.network)
 }
 
 fn host_network_namespaces(pid: NamespaceMode) -> NamespaceOption {
