@@ -3,11 +3,33 @@
 //! There is no kubelet or crictl on the test machines: [`Cri`] starts a private [`Containerd`]
 //! with the CRI plugin enabled (config from [`plugin_config`]), imports a pause image built
 //! offline into the `k8s.io` namespace, and talks CRI v1 gRPC to it with a blocking [`Client`]
-//! over the daemon's unix socket. Pods are host-network (no CNI needed) and live in the cgroup
-//! parent `/<containerd namespace>`, so [`Containerd::assert_clean`] sees their cgroups.
+//! over the daemon's unix socket. Pods are host-network (no CNI needed) unless a test asks for
+//! a CNI network ([`Options::cni`], [`use_pod_network`]), and live in the cgroup parent
+//! `/<containerd namespace>`, so [`Containerd::assert_clean`] sees their cgroups.
 //!
 //! Runtime handlers: [`HANDLER_LC`] is our shim, [`HANDLER_RUNC`] containerd's runc shim as the
 //! reference. Both pass the same annotations through, so a test can compare what reaches each.
+//!
+//! ```no_run
+//! use lifecycle_testsupport::cri::{container_config, Cri, HANDLER_LC};
+//!
+//! let cri = Cri::start();
+//! let image = cri.import_image("app", &["/bin/sleep"], &["3600"], None);
+//! let pod = cri.pod_config("web", &[("lifecycle.shim/pre-stop", r#"{"sleep":{"seconds":1}}"#)]);
+//! let pod_id = cri.client.run_pod_sandbox(&pod, HANDLER_LC).unwrap();
+//! let web = container_config(&pod, "web", &image, &[], &[], &[]);
+//! let id = cri.client.create_container(&pod_id, &web, &pod).unwrap();
+//! cri.client.start_container(&id).unwrap();
+//! cri.client.stop_container(&id, 10).unwrap();
+//! cri.client.remove_container(&id).unwrap();
+//! cri.client.stop_pod_sandbox(&pod_id).unwrap();
+//! cri.client.remove_pod_sandbox(&pod_id).unwrap();
+//! cri.containerd.assert_clean();
+//! ```
+//!
+//! A call that must run while the daemon restarts (e.g. a StartContainer blocked on a
+//! postStart) uses its own [`Client::new`]`(&cri.containerd.address)` on another thread, since
+//! [`Cri::restart`] needs `&mut`.
 
 use std::{
     collections::HashMap,
