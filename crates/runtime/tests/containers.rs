@@ -9,6 +9,8 @@ mod ops;
 mod runc;
 #[path = "items/spec.rs"]
 mod spec;
+#[path = "items/v2.rs"]
+mod v2;
 
 use std::time::Duration;
 
@@ -55,6 +57,7 @@ fn main() {
         hooks::failing_and_slow_hooks_fail_create_cleanly,
         helper_exe_is_sealed_and_helpers_not_dumpable,
         runc::same_observations_as_runc,
+        v2::v2_devices_filter_freeze_kill,
     ]);
 }
 

@@ -8,11 +8,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use oci_spec::runtime::LinuxResources;
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
+pub(crate) mod devices_bpf;
 pub(crate) mod v1;
 pub(crate) mod v2;
 
@@ -22,6 +23,60 @@ pub(crate) mod v2;
 pub(crate) enum Cgroup {
     V1(v1::V1),
     V2(v2::V2),
+}
+
+/// Environment variable that forces cgroup v2 at the given mount point (tests only).
+pub const V2_ROOT_ENV: &str = "LIFECYCLE_CGROUP2_ROOT";
+
+/// Devices every container may use, as runc allows them after the spec's own rules:
+/// (type, major, minor, access), None = any.
+const DEFAULT_ALLOWED: &[(LinuxDeviceType, Option<i64>, Option<i64>, &str)] = &[
+    (LinuxDeviceType::C, None, None, "m"),
+    (LinuxDeviceType::B, None, None, "m"),
+    (LinuxDeviceType::C, Some(1), Some(3), "rwm"),
+    (LinuxDeviceType::C, Some(1), Some(8), "rwm"),
+    (LinuxDeviceType::C, Some(1), Some(7), "rwm"),
+    (LinuxDeviceType::C, Some(5), Some(0), "rwm"),
+    (LinuxDeviceType::C, Some(1), Some(5), "rwm"),
+    (LinuxDeviceType::C, Some(1), Some(9), "rwm"),
+    (LinuxDeviceType::C, Some(5), Some(1), "rwm"),
+    (LinuxDeviceType::C, Some(136), None, "rwm"),
+    (LinuxDeviceType::C, Some(5), Some(2), "rwm"),
+];
+
+/// The device rules a container's cgroup gets: the spec's rules, then (only if the spec
+/// restricts anything) runc's default allowed devices and an allow rule per `linux.devices`.
+pub(crate) fn device_rules(
+    resources: Option<&LinuxResources>,
+    devices: &[LinuxDevice],
+) -> Vec<LinuxDeviceCgroup> {
+    let mut rules = resources
+        .and_then(|r| r.devices().clone())
+        .unwrap_or_default();
+    if rules.is_empty() {
+        return rules;
+    }
+    let rule = |typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>, access: &str| {
+        let mut r = LinuxDeviceCgroup::default();
+        r.set_allow(true);
+        r.set_typ(Some(typ));
+        r.set_major(major);
+        r.set_minor(minor);
+        r.set_access(Some(access.to_owned()));
+        r
+    };
+    for (t, ma, mi, a) in DEFAULT_ALLOWED {
+        rules.push(rule(*t, *ma, *mi, a));
+    }
+    for d in devices {
+        if matches!(
+            d.typ(),
+            LinuxDeviceType::B | LinuxDeviceType::C | LinuxDeviceType::U
+        ) {
+            rules.push(rule(d.typ(), Some(d.major()), Some(d.minor()), "rwm"));
+        }
+    }
+    rules
 }
 
 /// Validates `linux.cgroupsPath` and returns the absolute cgroup path.
@@ -56,6 +111,11 @@ pub(crate) fn parse_path(cgroups_path: Option<&Path>, id: &str) -> Result<String
 impl Cgroup {
     /// The cgroup at `path` on this host's hierarchy (v2 when /sys/fs/cgroup is cgroup2).
     pub fn for_host(path: &str) -> Result<Cgroup, Error> {
+        // Runs the cgroup v2 code on a given cgroup2 mount (e.g. the unified tree of a hybrid
+        // host, to test the v2 path where the host itself is v1). Not for production use.
+        if let Some(root) = std::env::var_os(V2_ROOT_ENV) {
+            return Ok(Cgroup::V2(v2::V2::new(PathBuf::from(root), path)));
+        }
         let mounts = fs::read_to_string("/proc/self/mountinfo")
             .map_err(|e| Error::io("read /proc/self/mountinfo", e))?;
         let mut v1 = Vec::new();

@@ -25,21 +25,6 @@ pub(crate) struct V1 {
     pub path: String,
 }
 
-/// Devices every container may use, as runc allows them (after the spec's own rules).
-const DEFAULT_ALLOWED: &[&str] = &[
-    "c *:* m",
-    "b *:* m",
-    "c 1:3 rwm",
-    "c 1:8 rwm",
-    "c 1:7 rwm",
-    "c 5:0 rwm",
-    "c 1:5 rwm",
-    "c 1:9 rwm",
-    "c 5:1 rwm",
-    "c 136:* rwm",
-    "c 5:2 rwm",
-];
-
 impl V1 {
     pub fn new(hierarchies: Vec<Hierarchy>, path: &str) -> Self {
         V1 {
@@ -444,18 +429,7 @@ fn apply_devices(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), Error> {
         };
         write(dir, file, &device_rule(r))?;
     }
-    // Only if the spec restricts anything: with no rules the cgroup keeps its parent's view.
-    if !rules.is_empty() {
-        for rule in DEFAULT_ALLOWED {
-            write(dir, "devices.allow", rule)?;
-        }
-    }
     Ok(())
-}
-
-/// Device rules allowing the spec's `linux.devices` (applied at create, after the rules).
-pub(crate) fn allow_device(dir: &Path, typ: &str, major: i64, minor: i64) -> Result<(), Error> {
-    write(dir, "devices.allow", &format!("{typ} {major}:{minor} rwm"))
 }
 
 #[cfg(test)]

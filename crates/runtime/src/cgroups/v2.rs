@@ -88,10 +88,8 @@ impl V2 {
 
     fn apply_inner(&self, r: &LinuxResources, creating: bool) -> Result<(), Error> {
         let dir = self.dir();
-        if creating && r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
-            return Err(Error::unsupported(
-                "linux.resources.devices on cgroup v2 (the eBPF device filter is not implemented yet)",
-            ));
+        if creating {
+            super::devices_bpf::apply(&dir, r.devices().as_deref().unwrap_or(&[]))?;
         }
         if let Some(m) = r.memory() {
             if let Some(v) = m.reservation() {
@@ -390,7 +388,7 @@ mod tests {
     }
 
     #[test]
-    fn device_rules_are_refused_not_ignored() {
+    fn device_filter_on_a_fake_cgroupfs_fails_by_name() {
         let root = fake_root();
         let cg = V2::new(root.path().to_owned(), "/c3");
         let r = LinuxResourcesBuilder::default()
@@ -402,7 +400,10 @@ mod tests {
             .build()
             .unwrap();
         let err = cg.create(Some(&r)).unwrap_err().to_string();
-        assert!(err.contains("linux.resources.devices"), "{err}");
+        assert!(
+            err.contains("linux.resources.devices") && err.contains("eBPF device filter"),
+            "{err}"
+        );
     }
 }
 

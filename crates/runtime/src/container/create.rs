@@ -96,8 +96,13 @@ impl Container {
             e
         };
         let result = (|| {
-            cgroup.create(linux.resources().as_ref())?;
-            allow_spec_devices(&cgroup, &st.spec)?;
+            let mut resources = linux.resources().clone().unwrap_or_default();
+            let devices = linux.devices().clone().unwrap_or_default();
+            resources.set_devices(Some(cgroups::device_rules(
+                linux.resources().as_ref(),
+                &devices,
+            )));
+            cgroup.create(Some(&resources))?;
             spawn_init(&opts, &bundle, &rootfs, &cgroup, &st.spec)
         })();
         let (pid, console, chan) = match result {
@@ -130,31 +135,6 @@ impl Container {
         };
         Ok(Created { container, console })
     }
-}
-
-/// The spec's linux.devices are allowed in the devices cgroup (v1), after the rules.
-fn allow_spec_devices(cgroup: &Cgroup, spec: &Spec) -> Result<(), Error> {
-    let Cgroup::V1(v1) = cgroup else {
-        return Ok(());
-    };
-    let Some(dir) = v1.controller_dir("devices") else {
-        return Ok(());
-    };
-    for d in spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.devices().as_ref())
-        .into_iter()
-        .flatten()
-    {
-        let typ = match d.typ() {
-            oci_spec::runtime::LinuxDeviceType::B => "b",
-            oci_spec::runtime::LinuxDeviceType::P => continue,
-            _ => "c",
-        };
-        cgroups::v1::allow_device(&dir, typ, d.major(), d.minor())?;
-    }
-    Ok(())
 }
 
 type Spawn = (i32, Option<std::os::fd::OwnedFd>, crate::channel::CallerEnd);

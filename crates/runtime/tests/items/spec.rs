@@ -151,26 +151,25 @@ pub fn dev_default_and_spec_devices() {
 
 pub fn devices_cgroup_denies_unlisted() {
     // /dev/kmsg (c 1:11) is neither a default nor a spec device: the cgroup denies it even to
-    // root with a hand-made node.
-    let o = sh(
-        "mknod /tmp/kmsg c 1 11 && (cat /tmp/kmsg >/dev/null 2>&1 && echo OPENED || echo denied)",
-        |s| {
-            s["root"]["readonly"] = json!(false);
-            s["process"]["capabilities"]["bounding"]
+    // root with a hand-made node. Opened write-only, which needs no CAP_SYSLOG.
+    let script = "mknod /tmp/kmsg c 1 11 && ((echo lifecycle-runtime-test > /tmp/kmsg) 2>/dev/null && echo opened || echo denied)";
+    let with_mknod = |s: &mut serde_json::Value| {
+        s["root"]["readonly"] = json!(false);
+        for set in ["bounding", "effective", "permitted"] {
+            s["process"]["capabilities"][set]
                 .as_array_mut()
                 .expect("caps")
                 .push(json!("CAP_MKNOD"));
-            s["process"]["capabilities"]["effective"]
-                .as_array_mut()
-                .expect("caps")
-                .push(json!("CAP_MKNOD"));
-            s["process"]["capabilities"]["permitted"]
-                .as_array_mut()
-                .expect("caps")
-                .push(json!("CAP_MKNOD"));
-        },
-    );
+        }
+    };
+    let o = sh(script, with_mknod);
     assert_eq!(o.stdout.trim(), "denied", "stderr {}", o.stderr);
+    // Control: without device rules the same open succeeds.
+    let o = sh(script, |s| {
+        with_mknod(s);
+        s["linux"]["resources"]["devices"] = json!([]);
+    });
+    assert_eq!(o.stdout.trim(), "opened", "stderr {}", o.stderr);
 }
 
 pub fn masked_and_readonly_paths() {
