@@ -130,6 +130,15 @@ impl Cgroup {
             if fstype == "cgroup2" && mountpoint == "/sys/fs/cgroup" {
                 return Ok(Cgroup::V2(v2::V2::new(PathBuf::from(mountpoint), path)));
             }
+            // Hybrid host: also join the (controller-less) v2 tree, as runc does, so tools
+            // that read the v2 hierarchy see the container's processes in its cgroup.
+            if fstype == "cgroup2" && mountpoint.starts_with("/sys/fs/cgroup/") {
+                v1.push(v1::Hierarchy {
+                    mountpoint: PathBuf::from(mountpoint),
+                    controllers: vec![v1::HYBRID_V2.to_owned()],
+                });
+                continue;
+            }
             if fstype == "cgroup" && mountpoint.starts_with("/sys/fs/cgroup/") {
                 let controllers: Vec<String> = superopts
                     .split(',')
@@ -148,7 +157,10 @@ impl Cgroup {
                 });
             }
         }
-        if v1.is_empty() {
+        if v1
+            .iter()
+            .all(|h| h.controllers.iter().any(|c| c == v1::HYBRID_V2))
+        {
             return Err(Error::Io {
                 what: "no cgroup hierarchy is mounted under /sys/fs/cgroup".into(),
                 source: io::Error::from(io::ErrorKind::NotFound),

@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 use super::{read_trim, write, write_field};
 use crate::error::Error;
 
+/// Marks the cgroup2 tree of a hybrid host in the hierarchy list (joined, never mounted into
+/// the container, no controllers).
+pub(crate) const HYBRID_V2: &str = "(cgroup2)";
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Hierarchy {
     pub mountpoint: PathBuf,

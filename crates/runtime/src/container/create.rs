@@ -244,6 +244,7 @@ fn cgroup_mounts(cgroup: &Cgroup) -> Vec<CgroupMount> {
         Cgroup::V1(v1) => v1
             .hierarchies
             .iter()
+            .filter(|h| !h.controllers.iter().any(|c| c == cgroups::v1::HYBRID_V2))
             .map(|h| CgroupMount {
                 name: h
                     .mountpoint
