@@ -57,6 +57,23 @@ pub(crate) fn validate(p: &Process) -> Result<(), String> {
     if p.exec_cpu_affinity().is_some() {
         return Err("process.execCPUAffinity is not supported".into());
     }
+    let nul = |what: &str, v: &str| {
+        if v.contains('\0') {
+            Err(format!("{what} {v:?} contains a NUL byte"))
+        } else {
+            Ok(())
+        }
+    };
+    for (i, a) in p.args().iter().flatten().enumerate() {
+        nul(&format!("process.args[{i}]"), a)?;
+    }
+    for (i, e) in p.env().iter().flatten().enumerate() {
+        nul(&format!("process.env[{i}]"), e)?;
+        if !e.contains('=') {
+            return Err(format!("process.env[{i}] {e:?} is not KEY=VALUE"));
+        }
+    }
+    nul("process.cwd", &p.cwd().to_string_lossy())?;
     if !p.cwd().is_absolute() {
         return Err(format!(
             "process.cwd {:?} must be an absolute path",

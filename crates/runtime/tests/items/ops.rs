@@ -225,6 +225,29 @@ pub fn user_namespace_with_maps() {
         json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
     let o = run_to_exit(&fx);
     assert_eq!(o.status, 0, "{}", o.stderr);
+    // exec joins the user namespace first, then the rest.
+    let mut fx2 = Fixture::new(&["/bin/sleep", "1000"]);
+    fs::set_permissions(fx2.bundle.path(), fs::Permissions::from_mode(0o755))
+        .expect("chmod bundle");
+    fx2.bundle.spec["linux"] = fx.bundle.spec["linux"].clone();
+    fx2.bundle.spec["linux"]["cgroupsPath"] = json!(fx2.cgroup);
+    let c = fx2
+        .create(Stdio::default())
+        .expect("create in a user namespace")
+        .container;
+    c.start().expect("start");
+    let (status, out) = exec_output(
+        &c,
+        &process_with(&c, &["/bin/sh", "-c", "cat /proc/self/uid_map; id -u"]),
+    );
+    assert_eq!(status, 0);
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        vec!["0", "100000", "65536", "0"],
+        "{out}"
+    );
+    c.delete().expect("delete");
+    fx2.assert_clean();
     let words: Vec<&str> = o.stdout.split_whitespace().collect();
     assert_eq!(
         &words[..8],

@@ -397,6 +397,32 @@ pub fn unimplemented_fields_fail_by_name() {
     }
 }
 
+pub fn bad_process_values_fail_by_name() {
+    let err = sh_err("true", |s| {
+        s["process"]["env"] = json!(["PATH=/bin", "NOVALUE"])
+    });
+    assert!(
+        err.contains("process.env[1] \"NOVALUE\" is not KEY=VALUE"),
+        "{err}"
+    );
+    let err = sh_err("true", |s| {
+        s["process"]["args"] = json!(["/bin/sh", "a\u{0}b"])
+    });
+    assert!(
+        err.contains("process.args[1]") && err.contains("NUL"),
+        "{err}"
+    );
+    let err = sh_err("true", |s| s["process"]["cwd"] = json!("relative"));
+    assert!(
+        err.contains("process.cwd \"relative\" must be an absolute path"),
+        "{err}"
+    );
+    let err = sh_err("true", |s| {
+        s["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 10, "hard": 5}])
+    });
+    assert!(err.contains("soft 10 is above hard 5"), "{err}");
+}
+
 pub fn missing_rootfs_fails_by_name() {
     let err = sh_err("true", |s| s["root"]["path"] = json!("no-such-rootfs"));
     assert!(
