@@ -56,6 +56,7 @@ fn main() {
         ops::rootfs_propagation_modes,
         hooks::hooks_run_in_order_with_state,
         hooks::failing_and_slow_hooks_fail_create_cleanly,
+        hooks::failing_poststart_kills_the_container,
         helper_exe_is_sealed_and_helpers_not_dumpable,
         runc::same_observations_as_runc,
         v2::v2_devices_filter_freeze_kill,

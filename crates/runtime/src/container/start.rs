@@ -9,7 +9,7 @@ use crate::{
 
 impl Container {
     /// Releases the entrypoint. Returns once the entrypoint was exec'd (or failed to be), then
-    /// runs the OCI poststart hooks.
+    /// runs the OCI poststart hooks; if one fails, the container is killed and start fails.
     pub fn start(&self) -> Result<(), Error> {
         let chan = self
             .held
@@ -46,7 +46,19 @@ impl Container {
             .and_then(|h| h.poststart().clone())
             .unwrap_or_default();
         if !poststart.is_empty() {
-            hooks::run_in_caller("poststart", &poststart, &self.hook_state("running"))?;
+            if let Err(e) =
+                hooks::run_in_caller("poststart", &poststart, &self.hook_state("running"))
+            {
+                // As runc: a failed poststart hook kills the container and fails start (the
+                // runtime spec only asks for a warning; see docs/runtime.md).
+                if let Err(ke) = self.cgroup.signal_all(libc::SIGKILL) {
+                    log::warn!(
+                        "container {}: kill after a failed poststart hook: {ke}",
+                        self.id
+                    );
+                }
+                return Err(e);
+            }
         }
         Ok(())
     }

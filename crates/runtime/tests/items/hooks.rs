@@ -124,3 +124,24 @@ pub fn failing_and_slow_hooks_fail_create_cleanly() {
         "{err}"
     );
 }
+
+pub fn failing_poststart_kills_the_container() {
+    let mut fx = Fixture::new(&["/bin/sleep", "1000"]);
+    fx.bundle.spec["hooks"] = json!({"poststart": [hook("exit 5")]});
+    let sub = reaper::subscribe();
+    let c = fx.create(Stdio::default()).expect("create").container;
+    let err = c
+        .start()
+        .expect_err("start fails with its poststart hook")
+        .to_string();
+    assert!(
+        err.contains("poststart hook 0 (/bin/sh) failed: exit status 5"),
+        "{err}"
+    );
+    let exit = sub
+        .wait_for(c.init_pid(), Some(Duration::from_secs(10)))
+        .expect("the container is killed");
+    assert_eq!(exit.status, 128 + libc::SIGKILL);
+    c.delete().expect("delete");
+    fx.assert_clean();
+}
