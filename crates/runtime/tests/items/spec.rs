@@ -276,6 +276,37 @@ pub fn seccomp_filter() {
     assert!(o.stdout.contains("Seccomp:\t2"), "{}", o.stdout);
     assert!(o.stdout.contains("Operation not permitted"), "{}", o.stdout);
     assert!(o.stdout.contains("after"));
+    // Without no_new_privs the filter is loaded before the user and capability changes (it
+    // needs CAP_SYS_ADMIN then), so it applies to them too: here it refuses setresuid with
+    // EPERM, and the container does not start.
+    let err = sh_err("true", |s| {
+        s["process"]["noNewPrivileges"] = json!(false);
+        s["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+        s["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["setresuid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+        });
+    });
+    assert!(
+        err.contains("setresuid 1000") && err.contains("not permitted"),
+        "{err}"
+    );
+    let o = sh(
+        "grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status; mkdir /tmp/y 2>&1",
+        |s| {
+            s["process"]["noNewPrivileges"] = json!(false);
+            s["linux"]["seccomp"] = json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+            });
+        },
+    );
+    assert!(
+        o.stdout.contains("Seccomp:\t2") && o.stdout.contains("NoNewPrivs:\t0"),
+        "{}",
+        o.stdout
+    );
+    assert!(o.stdout.contains("Operation not permitted"), "{}", o.stdout);
     let err = sh_err(
         "true",
         |s| {
