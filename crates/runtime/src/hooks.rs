@@ -164,6 +164,7 @@ fn run_forked(h: &Hook, state: &[u8]) -> Result<(), String> {
         // SAFETY: in the child: dup2/execve/_exit only.
         unsafe {
             libc::dup2(fds[0], 0);
+            crate::process::reset_signals();
             libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
             libc::_exit(127);
         }

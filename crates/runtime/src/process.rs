@@ -300,6 +300,7 @@ fn finalize(p: &Process, seccomp: Option<&LinuxSeccomp>, userns_setgroups: bool)
             ));
         }
     }
+    reset_signals();
     // No host fd may reach the container (CVE-2024-21626): everything above 2 is closed at
     // exec, including our channel, whose closing tells the caller that exec succeeded.
     // SAFETY: close_range with flags on a range of fds.
@@ -326,6 +327,22 @@ fn finalize(p: &Process, seccomp: Option<&LinuxSeccomp>, userns_setgroups: bool)
         }
     }
     Ok(())
+}
+
+/// The entrypoint starts with default signal dispositions and an empty mask, as under runc.
+/// Ignored signals survive execve, and the Rust runtime of the helper ignores SIGPIPE.
+pub(crate) fn reset_signals() {
+    // SAFETY: signal(2)/sigprocmask(2) with constant arguments; invalid numbers just fail.
+    unsafe {
+        for sig in 1..libc::SIGRTMAX() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
 }
 
 fn set_user(p: &Process, setgroups_allowed: bool) -> R {

@@ -13,7 +13,7 @@ use lifecycle_testsupport::require_bin;
 use crate::common::*;
 
 /// What the container reports about itself: credentials, limits, fds, /dev, mounts.
-const OBSERVE: &str = r#"grep -E '^(Cap|NoNewPrivs|Seccomp:|Uid|Gid|Groups)' /proc/self/status
+const OBSERVE: &str = r#"grep -E '^(Cap|NoNewPrivs|Seccomp:|Uid|Gid|Groups|Sig(Ign|Blk|Cgt))' /proc/self/status
 hostname; id; ulimit -n; ulimit -Hn; umask; echo pid=$$; cat /proc/self/oom_score_adj
 ls /proc/self/fd | tr '\n' ' '; echo
 for f in /dev/* /dev/pts/*; do stat -c '%n %F %t:%T %a %u:%g' "$f"; done
