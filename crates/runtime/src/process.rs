@@ -223,10 +223,34 @@ pub(crate) fn finalize_and_exec(
     exe: &Path,
     userns_setgroups: bool,
 ) -> SetupError {
+    // Read the container's /etc/passwd while we still may.
+    let env = env_with_home(p);
     match finalize(p, seccomp, userns_setgroups) {
-        Ok(()) => exec(p, exe),
+        Ok(()) => exec(p, exe, &env),
         Err(e) => e,
     }
+}
+
+/// The process env, plus HOME from the container's /etc/passwd (or "/") when the spec does not
+/// set it, as runc does.
+fn env_with_home(p: &Process) -> Vec<String> {
+    let mut env: Vec<String> = p.env().clone().unwrap_or_default();
+    if env.iter().any(|e| e.starts_with("HOME=")) {
+        return env;
+    }
+    let uid = p.user().uid().to_string();
+    let home = std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|pw| {
+            pw.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() >= 6 && f[2] == uid).then(|| f[5].to_owned())
+            })
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "/".to_owned());
+    env.push(format!("HOME={home}"));
+    env
 }
 
 fn finalize(p: &Process, seccomp: Option<&LinuxSeccomp>, userns_setgroups: bool) -> R {
@@ -411,10 +435,10 @@ fn chdir_checked(cwd: &Path) -> R {
     Ok(())
 }
 
-fn exec(p: &Process, exe: &Path) -> SetupError {
+fn exec(p: &Process, exe: &Path, env: &[String]) -> SetupError {
     let to_c = |s: &str| CString::new(s).unwrap_or_default();
     let argv: Vec<CString> = p.args().iter().flatten().map(|a| to_c(a)).collect();
-    let envp: Vec<CString> = p.env().iter().flatten().map(|e| to_c(e)).collect();
+    let envp: Vec<CString> = env.iter().map(|e| to_c(e)).collect();
     let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|c| c.as_ptr()).collect();
     argv_p.push(std::ptr::null());
     let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|c| c.as_ptr()).collect();

@@ -13,7 +13,9 @@ use lifecycle_testsupport::require_bin;
 use crate::common::*;
 
 /// What the container reports about itself: credentials, limits, fds, /dev, mounts.
-const OBSERVE: &str = r#"grep -E '^(Cap|NoNewPrivs|Seccomp:|Uid|Gid|Groups|Sig(Ign|Blk|Cgt))' /proc/self/status
+const OBSERVE: &str = r#"grep -vE '^(Name|State|Tgid|Ngid|Pid|PPid|TracerPid|FDSize|Vm|Rss|Hugetlb|Threads|voluntary|nonvoluntary|SigQ|ShdPnd|SigPnd|NSpid|NStgid|NSpgid|NSsid)' /proc/self/status
+cat /proc/self/limits; env | sort; pwd; ls -ln / | awk '{print $1, $3, $4, $NF}'
+ls /sys/fs/cgroup; ip -o link 2>/dev/null | awk '{print $2, $3}'
 hostname; id; ulimit -n; ulimit -Hn; umask; echo pid=$$; cat /proc/self/oom_score_adj
 ls /proc/self/fd | tr '\n' ' '; echo
 for f in /dev/* /dev/pts/*; do stat -c '%n %F %t:%T %a %u:%g' "$f"; done
