@@ -87,11 +87,9 @@ pub trait EventSink: Send + Sync {
 }
 
 /// Records events; for tests.
-#[cfg(test)]
 #[derive(Default)]
 pub struct RecordingSink(pub std::sync::Mutex<Vec<Event>>);
 
-#[cfg(test)]
 impl EventSink for RecordingSink {
     fn publish(&self, event: Event) {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).push(event);

@@ -4,26 +4,13 @@
 //! runtime library, handled before anything else), `start` and `delete` (short, blocking, on
 //! every container's critical path), `-info`, and with no action the long-lived server.
 
-mod delete;
-mod errors;
-mod events;
-mod flags;
-mod info;
-mod io;
-mod logger;
-mod mount;
-mod oom;
-mod process;
-mod server;
-mod service;
-mod sha256;
-mod start;
-mod stats;
-mod task;
-
 use std::io::Write;
 
-use flags::{Action, Flags};
+use containerd_shim_lifecycle_v1::{
+    delete,
+    flags::{Action, Flags},
+    info, server, start,
+};
 
 fn write_stdout(data: &[u8]) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();

@@ -171,6 +171,18 @@ impl Proc {
         }
     }
 
+    /// Publishes an exit held during Creating/Starting now, e.g. when the task is deleted
+    /// while its start is still in progress (TaskExit must precede TaskDelete).
+    pub fn release_held_exit(&self, events: &dyn EventSink) {
+        let mut st = self.state();
+        if st.held_exit {
+            st.held_exit = false;
+            if let Some(exit) = st.exit {
+                events.publish(self.exit_event(&exit));
+            }
+        }
+    }
+
     /// Waits for the exit.
     pub async fn wait(&self) -> ExitInfo {
         let mut rx = self.exited.subscribe();

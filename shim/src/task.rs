@@ -526,6 +526,7 @@ impl Shim {
         for p in task.execs().values() {
             *p.io() = Default::default();
         }
+        proc.release_held_exit(self.events.as_ref());
         self.tasks().remove(id);
         self.exits().forget(pid);
         let mut ev = TaskDelete::new();
