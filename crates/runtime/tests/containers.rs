@@ -59,6 +59,7 @@ fn main() {
         hooks::failing_poststart_kills_the_container,
         helper_exe_is_sealed_and_helpers_not_dumpable,
         runc::same_observations_as_runc,
+        runc::same_exec_observations_as_runc,
         v2::v2_devices_filter_freeze_kill,
     ]);
 }

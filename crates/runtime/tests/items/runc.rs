@@ -25,39 +25,76 @@ ip link 2>/dev/null | grep -o 'lo: <[^>]*>'
 sed -E 's#:/lc-test/.*#:/lc-test/ID#' /proc/self/cgroup
 "#;
 
-/// Runs `runc run` on the bundle in the foreground; returns (status, stdout).
-// The child is reaped by the process-wide reaper, never by Child::wait.
+/// Runs `runc --root <root> <args>`; returns (status, stdout, stderr). Waited through the
+/// reaper, never through Child::wait (the reaper would race it).
 #[allow(clippy::zombie_processes)]
-fn runc_run(fx: &Fixture) -> (i32, String, String) {
+fn runc(root: &std::path::Path, args: &[&str]) -> (i32, String, String) {
     let runc = require_bin("runc");
-    let root = tempfile::tempdir().expect("runc root");
+    // A detached container inherits runc's stdio: never a pipe we read to EOF.
+    let detached = args.contains(&"-d");
+    let pipe_or_null = || {
+        if detached {
+            StdStdio::null()
+        } else {
+            StdStdio::piped()
+        }
+    };
     let sub = reaper::subscribe();
     let mut child = Command::new(runc)
         .arg("--root")
-        .arg(root.path())
-        .args(["run", "--bundle"])
-        .arg(fx.bundle.path())
-        .arg(format!("{}-runc", fx.id))
+        .arg(root)
+        .args(args)
         .stdin(StdStdio::null())
-        .stdout(StdStdio::piped())
-        .stderr(StdStdio::piped())
+        .stdout(pipe_or_null())
+        .stderr(pipe_or_null())
         .spawn()
         .expect("spawn runc");
     reaper::notify();
-    let mut out = child.stdout.take().expect("stdout");
-    let mut err = child.stderr.take().expect("stderr");
+    let out = child.stdout.take();
+    let err = child.stderr.take();
     let errs = std::thread::spawn(move || {
         let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
+        if let Some(mut err) = err {
+            let _ = err.read_to_string(&mut s);
+        }
         s
     });
     let mut stdout = String::new();
-    let _ = out.read_to_string(&mut stdout);
-    // Waited through the reaper, never through Child::wait (the reaper would race it).
+    if let Some(mut out) = out {
+        let _ = out.read_to_string(&mut stdout);
+    }
     let exit = sub
         .wait_for(child.id() as i32, Some(Duration::from_secs(30)))
         .expect("runc exits");
     (exit.status, stdout, errs.join().unwrap_or_default())
+}
+
+/// Runs `runc run` on the bundle in the foreground.
+fn runc_run(fx: &Fixture) -> (i32, String, String) {
+    let root = tempfile::tempdir().expect("runc root");
+    let id = format!("{}-runc", fx.id);
+    runc(
+        root.path(),
+        &["run", "--bundle", &fx.bundle.path().to_string_lossy(), &id],
+    )
+}
+
+/// Lines only one side has, after dropping lines `known` rejects.
+fn differences(ours: &str, runc: &str, known: impl Fn(&&str) -> bool) -> Vec<String> {
+    let ours: Vec<&str> = ours.lines().filter(&known).collect();
+    let theirs: Vec<&str> = runc.lines().filter(&known).collect();
+    let mut diff = Vec::new();
+    for l in &theirs {
+        if !ours.contains(l) {
+            diff.push(format!("- runc:  {l}"));
+        }
+    }
+    for l in &ours {
+        if !theirs.contains(l) {
+            diff.push(format!("+ ours:  {l}"));
+        }
+    }
+    diff
 }
 
 pub fn same_observations_as_runc() {
@@ -80,29 +117,88 @@ pub fn same_observations_as_runc() {
     // Documented difference (docs/runtime.md): the tmpfs holding the cgroup v1 binds is
     // read-only here when the cgroup mount asks for ro; runc 1.1 leaves that tmpfs writable.
     let known = |l: &&str| !l.starts_with("/sys/fs/cgroup ");
-    let ours: Vec<&str> = o.stdout.lines().filter(known).collect();
-    let theirs: Vec<&str> = runc_out.lines().filter(known).collect();
     assert!(
         o.stdout
             .contains("/sys/fs/cgroup ro,nosuid,nodev,noexec,relatime tmpfs ro,mode=755"),
         "{}",
         o.stdout
     );
-    assert!(theirs.len() > 40, "runc reported too little: {runc_out}");
-    let mut diff = Vec::new();
-    for l in &theirs {
-        if !ours.contains(l) {
-            diff.push(format!("- runc:  {l}"));
-        }
-    }
-    for l in &ours {
-        if !theirs.contains(l) {
-            diff.push(format!("+ ours:  {l}"));
-        }
-    }
+    assert!(
+        runc_out.lines().count() > 40,
+        "runc reported too little: {runc_out}"
+    );
+    let diff = differences(&o.stdout, &runc_out, known);
     assert!(
         diff.is_empty(),
         "observations differ from runc:\n{}",
+        diff.join("\n")
+    );
+}
+
+/// An exec into a running container, under `runc exec` and under [`Container::exec`].
+pub fn same_exec_observations_as_runc() {
+    let mut fx = Fixture::new(&["/bin/sleep", "1000"]);
+    fx.bundle.spec["process"]["user"] =
+        serde_json::json!({"uid": 1000, "gid": 1000, "additionalGids": [10]});
+    let ours_spec = fx.bundle.spec.clone();
+    fx.bundle.spec["linux"]["cgroupsPath"] = serde_json::json!(format!("{}-runc", fx.cgroup));
+    fx.bundle.write_spec();
+    let root = tempfile::tempdir().expect("runc root");
+    let rid = format!("{}-runc", fx.id);
+    let bundle = fx.bundle.path().to_string_lossy().into_owned();
+    let (st, _, err) = runc(root.path(), &["run", "-d", "--bundle", &bundle, &rid]);
+    assert_eq!(st, 0, "runc run -d: {err}");
+    let (st, runc_out, err) = runc(
+        root.path(),
+        &[
+            "exec",
+            "--user",
+            "1000:1000",
+            "--additional-gids",
+            "10",
+            &rid,
+            "/bin/sh",
+            "-c",
+            OBSERVE,
+        ],
+    );
+    let _ = runc(root.path(), &["delete", "-f", &rid]);
+    assert_eq!(st, 0, "runc exec: {err}");
+
+    fx.bundle.spec = ours_spec;
+    let sub = reaper::subscribe();
+    let c = fx
+        .create(lifecycle_runtime::Stdio::default())
+        .expect("create")
+        .container;
+    c.start().expect("start");
+    let mut p = c.spec().process().clone().expect("process");
+    p.set_args(Some(vec!["/bin/sh".into(), "-c".into(), OBSERVE.into()]));
+    let (r, w) = pipe();
+    let spawned = c
+        .exec(
+            &p,
+            lifecycle_runtime::Stdio {
+                stdin: None,
+                stdout: Some(w),
+                stderr: None,
+            },
+        )
+        .expect("exec");
+    let out = drain(r);
+    let exit = sub
+        .wait_for(spawned.pid, Some(Duration::from_secs(10)))
+        .expect("exec exits");
+    let ours = out.join().unwrap_or_default();
+    c.delete().expect("delete");
+    fx.assert_clean();
+    assert_eq!(exit.status, 0, "{ours}");
+    // The exec's pid differs by construction; the cgroup tmpfs difference is documented.
+    let known = |l: &&str| !l.starts_with("/sys/fs/cgroup ") && !l.starts_with("pid=");
+    let diff = differences(&ours, &runc_out, known);
+    assert!(
+        diff.is_empty(),
+        "exec observations differ from runc:\n{}",
         diff.join("\n")
     );
 }
