@@ -60,6 +60,7 @@ fn main() {
         helper_exe_is_sealed_and_helpers_not_dumpable,
         runc::same_observations_as_runc,
         runc::same_exec_observations_as_runc,
+        runc::same_observations_in_a_user_namespace_as_runc,
         v2::v2_devices_filter_freeze_kill,
     ]);
 }

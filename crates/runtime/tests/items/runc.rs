@@ -202,3 +202,44 @@ pub fn same_exec_observations_as_runc() {
         diff.join("\n")
     );
 }
+
+/// The same comparison in a user namespace (maps written by the parent, /dev nodes bound from
+/// the host, locked mount flags kept).
+pub fn same_observations_in_a_user_namespace_as_runc() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut fx = Fixture::new(&["/bin/sh", "-c", OBSERVE]);
+    std::fs::set_permissions(fx.bundle.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod bundle");
+    fx.bundle.spec["linux"]["namespaces"]
+        .as_array_mut()
+        .expect("ns")
+        .push(serde_json::json!({"type": "user"}));
+    fx.bundle.spec["linux"]["uidMappings"] =
+        serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    fx.bundle.spec["linux"]["gidMappings"] =
+        serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    let ours_spec = fx.bundle.spec.clone();
+    fx.bundle.spec["linux"]["cgroupsPath"] = serde_json::json!(format!("{}-runc", fx.cgroup));
+    fx.bundle.write_spec();
+    let (rs, runc_out, runc_err) = runc_run(&fx);
+    assert_eq!(rs, 0, "runc failed: {runc_err}");
+    fx.bundle.spec = ours_spec;
+    let o = run_to_exit(&fx);
+    assert_eq!(o.status, 0, "{}", o.stderr);
+    // Documented: runc creates the user namespace first and the others after becoming its
+    // root, so the mqueue instance of the new IPC namespace belongs to the container's root;
+    // here all namespaces come from one clone, and its root inode shows the overflow uid.
+    assert!(
+        o.stdout
+            .contains("/dev/mqueue directory 0:0 1777 65534:65534"),
+        "{}",
+        o.stdout
+    );
+    let known = |l: &&str| !l.starts_with("/sys/fs/cgroup ") && !l.starts_with("/dev/mqueue ");
+    let diff = differences(&o.stdout, &runc_out, known);
+    assert!(
+        diff.is_empty(),
+        "observations in a user namespace differ from runc:\n{}",
+        diff.join("\n")
+    );
+}
