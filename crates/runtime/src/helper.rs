@@ -168,7 +168,13 @@ fn create(chan: HelperEnd, cfg: CreateConfig) -> HelperResult {
         }
         let (r, w) = go_pipe()?;
         let flags = namespaces::new_flags(&nss);
-        let pid = clone_child(flags)?;
+        // A new user namespace is created alone first (see `userns_stage`).
+        let first = if flags & libc::CLONE_NEWUSER != 0 {
+            libc::CLONE_NEWUSER
+        } else {
+            flags
+        };
+        let pid = clone_child(first)?;
         Ok((r, w, flags, pid))
     })();
     let (r, w, flags, pid) = match pre {
@@ -178,20 +184,82 @@ fn create(chan: HelperEnd, cfg: CreateConfig) -> HelperResult {
     if pid == 0 {
         drop(w);
         let host_pid = wait_go(r);
+        if flags & libc::CLONE_NEWUSER != 0 {
+            userns_stage(chan, cfg, flags);
+        }
         init::run(chan, cfg, host_pid);
     }
     drop(r);
     let post = (|| {
         if flags & libc::CLONE_NEWUSER != 0 {
+            // The user-namespace stage reports the init's pid itself.
             write_id_maps(pid, &cfg.spec)?;
+        } else {
+            chan.send(&FromHelper::Pid(pid))
+                .map_err(|e| SetupError::io("clone", "report the init pid", &e))?;
         }
-        chan.send(&FromHelper::Pid(pid))
-            .map_err(|e| SetupError::io("clone", "report the init pid", &e))?;
         File::from(w)
             .write_all(&pid.to_le_bytes())
             .map_err(|e| SetupError::io("clone", "release the init", &e))
     })();
     post.map_err(|e| (chan, e))
+}
+
+/// In a new user namespace whose maps the helper just wrote: become its root, then create the
+/// other namespaces, so that they and what they make (such as the IPC namespace's mqueue
+/// instance) belong to the container's root, as with runc; then clone the init (a new pid
+/// namespace applies to children), again with CLONE_PARENT, report its pid and release it.
+fn userns_stage(chan: HelperEnd, cfg: CreateConfig, flags: libc::c_int) -> ! {
+    let res = (|| {
+        // Only the uid, as runc's nsexec: the gid becomes 0 in the init's first step. (So the
+        // mqueue instance is 0:65534, exactly as under runc.)
+        // SAFETY: plain integer syscall.
+        if unsafe { libc::setresuid(0, 0, 0) } != 0 {
+            return Err(SetupError::sys(
+                "userns",
+                "become root in the new user namespace (is uid/gid 0 mapped?)",
+                nix::errno::Errno::last(),
+            ));
+        }
+        let rest = flags & !(libc::CLONE_NEWUSER | libc::CLONE_NEWPID);
+        // SAFETY: unshare with namespace flags.
+        if rest != 0 && unsafe { libc::unshare(rest) } != 0 {
+            return Err(SetupError::sys(
+                "namespaces",
+                format!("unshare({rest:#x}) in the user namespace"),
+                nix::errno::Errno::last(),
+            ));
+        }
+        let (r, w) = go_pipe()?;
+        let pid = clone_child(flags & libc::CLONE_NEWPID)?;
+        Ok((r, w, pid))
+    })();
+    let (r, w, pid) = match res {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = chan.send(&FromHelper::Failed(e));
+            // SAFETY: exit without unwinding.
+            unsafe { libc::_exit(1) }
+        }
+    };
+    if pid == 0 {
+        drop(w);
+        let host_pid = wait_go(r);
+        init::run(chan, cfg, host_pid);
+    }
+    drop(r);
+    let sent = chan
+        .send(&FromHelper::Pid(pid))
+        .and_then(|()| File::from(w).write_all(&pid.to_le_bytes()));
+    if let Err(e) = sent {
+        let _ = chan.send(&FromHelper::Failed(SetupError::io(
+            "clone",
+            "report and release the init",
+            &e,
+        )));
+    }
+    // SAFETY: exit without unwinding; the init goes on alone.
+    unsafe { libc::_exit(0) }
 }
 
 /// uid_map/gid_map of a child in a new user namespace, written from outside (the parent's
