@@ -625,3 +625,42 @@ fn container_processes_inherit_no_ignored_signal_from_the_shim() {
     );
     c.assert_clean();
 }
+
+/// Not an assertion on speed (the benchmarks do that): prints where time goes, for a look.
+#[test]
+#[ignore = "timing probe, run by hand with --ignored --nocapture"]
+fn timing_probe() {
+    let c = Containerd::start();
+    let (_d, root) = rootfs();
+    let mut last = String::new();
+    for runtime in [RUNTIME, "io.containerd.runc.v2"] {
+        let start = Instant::now();
+        for _ in 0..10 {
+            let id = unique("t");
+            let out = c.ctr_raw(&[
+                "run",
+                "--rm",
+                "--runtime",
+                runtime,
+                "--rootfs",
+                path_str(&root),
+                &id,
+                "/bin/true",
+            ]);
+            assert!(out.status.success(), "{}", text(&out));
+            if runtime == RUNTIME {
+                last = id;
+            }
+        }
+        eprintln!("{runtime}: {:?} per run", start.elapsed() / 10);
+    }
+    let log = c.log();
+    let lines: Vec<&str> = log.lines().collect();
+    let from = lines.iter().position(|l| l.contains(&last)).unwrap_or(0);
+    for l in lines[from..].iter().take(40) {
+        if !l.contains("runc.v2") {
+            eprintln!("{l}");
+        }
+    }
+    c.assert_clean();
+}

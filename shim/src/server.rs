@@ -71,7 +71,6 @@ pub fn serve(flags: &Flags) -> Result<(), ServeError> {
         .worker_threads(1)
         .max_blocking_threads(8)
         .thread_keep_alive(Duration::from_secs(2))
-        .thread_stack_size(256 * 1024)
         .enable_all()
         .build()
         .map_err(ServeError::Runtime)?;

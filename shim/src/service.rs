@@ -61,14 +61,18 @@ impl Task for TaskService {
         req: CreateTaskRequest,
     ) -> ttrpc::Result<CreateTaskResponse> {
         log::info!("Create {} (bundle {})", req.id, req.bundle);
+        let t = std::time::Instant::now();
         let pid = done("Create", self.shim.create(&req).await)?;
+        log::debug!("Create {} took {:?}", req.id, t.elapsed());
         let mut r = CreateTaskResponse::new();
         r.pid = pid;
         Ok(r)
     }
 
     async fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> ttrpc::Result<StartResponse> {
+        let t = std::time::Instant::now();
         let pid = done("Start", self.shim.start(&req.id, &req.exec_id).await)?;
+        log::debug!("Start {} {} took {:?}", req.id, req.exec_id, t.elapsed());
         let mut r = StartResponse::new();
         r.pid = pid;
         Ok(r)
@@ -79,7 +83,9 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: DeleteRequest,
     ) -> ttrpc::Result<DeleteResponse> {
+        let t = std::time::Instant::now();
         let exit = done("Delete", self.shim.delete(&req.id, &req.exec_id).await)?;
+        log::debug!("Delete {} {} took {:?}", req.id, req.exec_id, t.elapsed());
         let mut r = DeleteResponse::new();
         r.pid = exit.pid.max(0) as u32;
         r.exit_status = exit.status;
