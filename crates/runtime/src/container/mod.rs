@@ -149,3 +149,9 @@ impl Container {
         serde_json::to_vec(&st).unwrap_or_default()
     }
 }
+
+/// The shim shares containers across threads.
+#[allow(dead_code)]
+const fn assert_send_sync<T: Send + Sync>() {}
+const _: () = assert_send_sync::<Container>();
+const _: () = assert_send_sync::<OomWatcher>();
