@@ -787,3 +787,39 @@ fn memory_probe() {
     }
     c.assert_clean();
 }
+
+#[test]
+fn exec_with_a_tty_gets_the_callers_window_size() {
+    let c = Containerd::start();
+    let (_d, root) = rootfs();
+    let id = unique("ttyx");
+    c.ctr(&run_args(&["-d"], &root, &id, &["/bin/sleep", "1000"]));
+    // ctr reads its terminal's size and sends it with ResizePty.
+    let ctr = format!(
+        "stty rows 33 cols 111; ctr --address {} -n {} task exec -t --exec-id x1 {id} /bin/sh -c 'sleep 0.2; stty size'",
+        c.address.display(),
+        c.namespace,
+    );
+    let out = std::process::Command::new("nsenter")
+        .args([
+            "-t",
+            &c.pid().to_string(),
+            "-m",
+            "--",
+            "script",
+            "-qec",
+            &ctr,
+            "/dev/null",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("33 111"),
+        "{}",
+        text(&out)
+    );
+    remove(&c, &id);
+    c.assert_clean();
+}
