@@ -247,6 +247,33 @@ async fn bad_requests_have_the_right_codes(env: &Env) {
     env.shim.delete(&id, "").await.expect("delete");
 }
 
+async fn update_changes_the_cgroup(env: &Env) {
+    let id = unique("upd");
+    let b = bundle(&["/bin/sleep", "1000"], &id);
+    env.shim.create(&create_req(&id, &b)).await.expect("create");
+    env.shim.start(&id, "").await.expect("start");
+    let mut any = Any::new();
+    any.type_url = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources".into();
+    any.value = br#"{"memory":{"limit":67108864},"pids":{"limit":50}}"#.to_vec();
+    env.shim.update(&id, Some(&any)).await.expect("update");
+    let v1 = format!("/sys/fs/cgroup/memory/lc-shim-test/{id}/memory.limit_in_bytes");
+    let v2 = format!("/sys/fs/cgroup/lc-shim-test/{id}/memory.max");
+    let limit = std::fs::read_to_string(&v1)
+        .or_else(|_| std::fs::read_to_string(&v2))
+        .expect("memory limit file");
+    assert_eq!(limit.trim(), "67108864");
+    assert_eq!(
+        env.shim.update(&id, None).await.unwrap_err().code(),
+        Code::INVALID_ARGUMENT
+    );
+    env.shim.kill(&id, "", 9, true).await.expect("kill");
+    tokio::time::timeout(Duration::from_secs(10), env.shim.wait(&id, ""))
+        .await
+        .expect("wait")
+        .unwrap();
+    env.shim.delete(&id, "").await.expect("delete");
+}
+
 fn main() {
     lifecycle_runtime::run_helper_if_requested();
     require_root();
@@ -294,6 +321,7 @@ fn main() {
         run!(exec_events_and_errors);
         run!(delete_of_a_created_task_reports_its_exit_first);
         run!(bad_requests_have_the_right_codes);
+        run!(update_changes_the_cgroup);
     });
     // The runtime removes each container's cgroup, not the parent the tests named.
     for dir in std::fs::read_dir("/sys/fs/cgroup")
