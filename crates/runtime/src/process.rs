@@ -353,19 +353,43 @@ fn finalize(p: &Process, seccomp: Option<&LinuxSeccomp>, userns_setgroups: bool)
     Ok(())
 }
 
-/// The entrypoint starts with default signal dispositions and an empty mask, as under runc.
+/// The entrypoint starts with every signal at its default disposition and an empty mask.
 /// Ignored signals survive execve, and the Rust runtime of the helper ignores SIGPIPE.
 pub(crate) fn reset_signals() {
-    // SAFETY: signal(2)/sigprocmask(2) with constant arguments; invalid numbers just fail.
+    /// The kernel's struct sigaction (not glibc's, which refuses signals 32 and 33).
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let dfl = KernelSigaction {
+        handler: 0,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    // SAFETY: rt_sigaction/rt_sigprocmask with valid pointers and the kernel's sigset size;
+    // SIGKILL, SIGSTOP and out-of-range numbers just fail.
     unsafe {
-        for sig in 1..libc::SIGRTMAX() {
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                libc::signal(sig, libc::SIG_DFL);
-            }
+        for sig in 1..=64 {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &dfl as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            );
         }
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        let empty: u64 = 0;
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &empty as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        );
     }
 }
 

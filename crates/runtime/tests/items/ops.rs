@@ -162,20 +162,36 @@ pub fn resources_at_create_and_update() {
     fx.assert_clean();
 }
 
-fn read_console(master: OwnedFd) -> std::thread::JoinHandle<String> {
+/// Reads a pty master on a thread into a shared buffer (until EIO, once every slave closed).
+fn read_console(master: OwnedFd) -> std::sync::Arc<std::sync::Mutex<String>> {
+    let buf = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let out = buf.clone();
     std::thread::spawn(move || {
         let mut f = fs::File::from(master);
-        let mut out = Vec::new();
-        let mut buf = [0u8; 1024];
-        // EIO once every slave fd is closed.
-        while let Ok(n) = f.read(&mut buf) {
+        let mut chunk = [0u8; 1024];
+        while let Ok(n) = f.read(&mut chunk) {
             if n == 0 {
                 break;
             }
-            out.extend_from_slice(&buf[..n]);
+            out.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push_str(&String::from_utf8_lossy(&chunk[..n]));
         }
-        String::from_utf8_lossy(&out).into_owned()
-    })
+    });
+    buf
+}
+
+/// Waits until the console shows everything in `want` (the processes stay alive meanwhile,
+/// so no output can be lost to a closing slave).
+fn wait_console(buf: &std::sync::Mutex<String>, want: &[&str]) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = buf.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if want.iter().all(|w| text.contains(w)) || std::time::Instant::now() > deadline {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 pub fn terminal_for_init_and_exec() {
@@ -190,22 +206,20 @@ pub fn terminal_for_init_and_exec() {
     let c = created.container;
     let out = read_console(master);
     c.start().expect("start");
-    let mut p = process_with(&c, &["/bin/sh", "-c", "tty"]);
+    let text = wait_console(&out, &["/dev/pts/0", "30 100"]);
+    assert!(
+        text.contains("/dev/pts/0") && text.contains("30 100"),
+        "{text:?}"
+    );
+    let mut p = process_with(&c, &["/bin/sh", "-c", "tty; sleep 1000"]);
     p.set_console_size(None);
     let spawned = c.exec(&p, Stdio::default()).expect("exec with a terminal");
-    let exec_master = spawned.console.expect("exec pty master");
-    let exec_out = read_console(exec_master);
-    sub.wait_for(spawned.pid, Some(Duration::from_secs(10)))
-        .expect("exec exits");
-    assert!(exec_out.join().unwrap_or_default().contains("/dev/pts/1"));
-    c.kill(libc::SIGKILL, false).expect("kill");
+    let exec_out = read_console(spawned.console.expect("exec pty master"));
+    let text = wait_console(&exec_out, &["/dev/pts/1"]);
+    assert!(text.contains("/dev/pts/1"), "{text:?}");
+    c.kill(libc::SIGKILL, true).expect("kill");
     sub.wait_for(c.init_pid(), Some(Duration::from_secs(10)))
         .expect("init exits");
-    let out = out.join().unwrap_or_default();
-    assert!(
-        out.contains("/dev/pts/0") && out.contains("30 100"),
-        "{out:?}"
-    );
     c.delete().expect("delete");
     fx.assert_clean();
 }
