@@ -823,3 +823,36 @@ fn exec_with_a_tty_gets_the_callers_window_size() {
     remove(&c, &id);
     c.assert_clean();
 }
+
+#[test]
+fn fifo_output_survives_a_containerd_restart() {
+    let mut c = Containerd::start();
+    let (_d, root) = rootfs();
+    let id = unique("fifo");
+    // Writes while nobody reads the FIFO (ctr -d left, containerd restarting) must neither fail
+    // nor kill the writer with SIGPIPE: the shim keeps a read end open.
+    c.ctr(&run_args(
+        &["-d"],
+        &root,
+        &id,
+        &[
+            "/bin/sh",
+            "-c",
+            "i=0; while [ $i -lt 30 ]; do echo line-$i; i=$((i+1)); sleep 0.1; done",
+        ],
+    ));
+    thread::sleep(Duration::from_millis(500));
+    c.restart();
+    let out = c.ctr_raw(&["task", "attach", &id]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("line-29"),
+        "late output missing: {}",
+        text(&out)
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // `ctr task attach` deletes the task once it exited.
+    assert_eq!(task_status(&c, &id), "");
+    c.ctr(&["container", "rm", &id]);
+    c.assert_clean();
+}
