@@ -22,8 +22,17 @@
 //!   cgroup, user, caps, no_new_privs, seccomp, env, cwd, rlimits, terminal). Lifecycle exec
 //!   hooks use this path too.
 //! - [`Container::kill`], [`Container::pids`], [`Container::pause`], [`Container::resume`],
-//!   [`Container::update`], [`Container::delete`] (idempotent), [`Container::load`] (state of a
-//!   container created by an earlier process, for the shim's `delete` subcommand).
+//!   [`Container::update`], [`Container::oom_watcher`], [`Container::delete`] (idempotent),
+//!   [`Container::load`] (state of a container created by an earlier process, for the shim's
+//!   `delete` subcommand).
+//!
+//! # Reaping
+//!
+//! Subscribe to the [`reaper`] before anything that spawns (create, exec): every exit is fanned
+//! out to every subscriber, including the library's own helpers and hook processes, so ignore
+//! pids you do not know. Once the reaper runs, do not use `std::process::Command::wait` or
+//! `output` in the same process; wait through a subscription and call [`reaper::notify`] after
+//! spawning. See docs/runtime.md.
 
 mod cgroups;
 mod channel;

@@ -45,8 +45,24 @@ impl Container {
         self.cgroup.freeze(false)
     }
 
-    /// Applies new resource limits (devices rules are not changed by an update).
+    /// Applies new resource limits. Device rules cannot change after create: an update that
+    /// carries the create-time rules (containerd's CRI sends the whole resources object) is
+    /// fine, different rules fail by name rather than being ignored.
     pub fn update(&self, resources: &LinuxResources) -> Result<(), Error> {
+        let created = self
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().as_ref())
+            .and_then(|r| r.devices().clone())
+            .unwrap_or_default();
+        if let Some(devices) = resources.devices() {
+            if !devices.is_empty() && *devices != created {
+                return Err(Error::unsupported(
+                    "linux.resources.devices in an update (device rules are fixed at create)",
+                ));
+            }
+        }
         self.cgroup.apply(resources)
     }
 }

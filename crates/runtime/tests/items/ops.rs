@@ -146,6 +146,27 @@ pub fn resources_at_create_and_update() {
     )
     .expect("resources");
     c.update(&update).expect("update");
+    // The create-time device rules may come along (as containerd's CRI sends them); others not.
+    let mut same = update.clone();
+    same.set_devices(
+        fx.bundle.spec["linux"]["resources"]["devices"]
+            .as_array()
+            .map(|d| serde_json::from_value(json!(d)).expect("rules")),
+    );
+    c.update(&same)
+        .expect("update with the create-time device rules");
+    let mut other = update.clone();
+    other.set_devices(Some(
+        serde_json::from_value(json!([{"allow": true, "access": "rwm"}])).expect("rules"),
+    ));
+    let err = c
+        .update(&other)
+        .expect_err("device rules cannot change")
+        .to_string();
+    assert!(
+        err.contains("linux.resources.devices in an update"),
+        "{err}"
+    );
     let host = |f: &str| {
         fs::read_to_string(format!("/sys/fs/cgroup/{f}"))
             .expect("cgroup file")
