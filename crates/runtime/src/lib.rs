@@ -57,7 +57,7 @@ pub use container::{
 pub use error::Error;
 pub use exe::HelperExe;
 
-/// If this process was started as a helper (argv[1] is the helper marker), runs the helper and
+/// If this process was started as a helper (`argv[1]` is the helper marker), runs the helper and
 /// exits; otherwise returns at once. Call it first thing in `main`, before any thread starts.
 pub fn run_helper_if_requested() {
     let mut args = std::env::args_os();
