@@ -39,28 +39,30 @@ pub fn run(flags: &Flags) -> Result<Vec<u8>, DeleteError> {
     };
     let state_dir = bundle.join(STATE_DIR);
     let mut pid = 0;
+    let mut cleanup = Ok(());
     if state_dir.exists() {
         // delete waits for killed processes through the reaper.
         lifecycle_runtime::reaper::start();
-        match Container::load(&state_dir) {
+        cleanup = match Container::load(&state_dir) {
             Ok(container) => {
                 pid = container.init_pid();
-                container.delete().map_err(|source| DeleteError::Runtime {
-                    id: flags.id.clone(),
-                    source,
-                })?;
+                container.delete()
             }
             Err(lifecycle_runtime::Error::NoState { source, .. })
-                if source.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(DeleteError::Runtime {
-                    id: flags.id.clone(),
-                    source,
-                })
+                if source.kind() == io::ErrorKind::NotFound =>
+            {
+                Ok(())
             }
-        }
+            Err(e) => Err(e),
+        };
     }
+    // The rootfs comes off even when the runtime could not clean up, so that containerd can
+    // remove the bundle.
     mount::unmount_all(&bundle.join("rootfs"))?;
+    cleanup.map_err(|source| DeleteError::Runtime {
+        id: flags.id.clone(),
+        source,
+    })?;
     response(pid)
 }
 

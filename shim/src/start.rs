@@ -329,6 +329,21 @@ fn join_shim_cgroup(pid: u32, cgroup: &str) -> Result<(), StartError> {
     Ok(())
 }
 
+/// Makes the shim a slightly likelier OOM victim than containerd (its parent here), as
+/// containerd's shims do, so memory pressure takes a shim before the daemon. Best effort: a
+/// restricted host may refuse it, which changes nothing else.
+fn adjust_oom_score(pid: u32) {
+    // SAFETY: getppid has no preconditions.
+    let ppid = unsafe { libc::getppid() };
+    let parent = fs::read_to_string(format!("/proc/{ppid}/oom_score_adj")).ok();
+    if let Some(score) = parent.and_then(|s| s.trim().parse::<i32>().ok()) {
+        let _ = fs::write(
+            format!("/proc/{pid}/oom_score_adj"),
+            (score + 1).min(1000).to_string(),
+        );
+    }
+}
+
 /// The whole `start` action; returns what to print on stdout.
 pub fn run(flags: &Flags) -> Result<Vec<u8>, StartError> {
     let mut stdin = Vec::new();
@@ -405,6 +420,7 @@ pub fn run(flags: &Flags) -> Result<Vec<u8>, StartError> {
     // The child is not waited for: `start` exits now and the server is reparented.
     drop(child);
     write_file(bundle.join("shim.pid"), pid.to_string().as_bytes())?;
+    adjust_oom_score(pid);
     if let RuntimeOptions::Runc(opts) = input.options() {
         if !opts.shim_cgroup.is_empty() {
             join_shim_cgroup(pid, &opts.shim_cgroup)?;
