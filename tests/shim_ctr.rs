@@ -873,3 +873,19 @@ fn fifo_output_survives_a_containerd_restart() {
     c.ctr(&["container", "rm", &id]);
     c.assert_clean();
 }
+
+#[test]
+fn sigkill_stops_a_paused_task() {
+    let c = Containerd::start();
+    let (_d, root) = rootfs();
+    let id = unique("pk");
+    c.ctr(&run_args(&["-d"], &root, &id, &["/bin/sleep", "1000"]));
+    c.ctr(&["task", "pause", &id]);
+    c.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
+    wait_for("the paused task to die", Duration::from_secs(10), || {
+        task_status(&c, &id) == "STOPPED"
+    });
+    c.ctr(&["task", "rm", &id]);
+    c.ctr(&["container", "rm", &id]);
+    c.assert_clean();
+}

@@ -427,13 +427,26 @@ impl Shim {
             st.pid
         };
         if exec_id.is_empty() {
+            // A frozen (cgroup v1) process does not die of SIGKILL until thawed: thaw after
+            // the signal, as runc does, so the kill takes effect at once.
+            let thaw = signal == SIGKILL && task.init.state().paused;
             let container = task.container.clone();
-            return blocking("kill", move || {
+            blocking("kill", move || {
                 container
                     .kill(signal, all)
-                    .map_err(TaskError::runtime("kill"))
+                    .map_err(TaskError::runtime("kill"))?;
+                if thaw {
+                    container
+                        .resume()
+                        .map_err(TaskError::runtime("resume after SIGKILL"))?;
+                }
+                Ok(())
             })
-            .await;
+            .await?;
+            if thaw {
+                task.init.state().paused = false;
+            }
+            return Ok(());
         }
         if pid <= 0 {
             return Err(TaskError::WrongState {
