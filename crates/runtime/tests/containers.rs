@@ -91,6 +91,18 @@ fn kill_held_and_running() {
         .expect("exit after SIGKILL");
     assert_eq!(exit.status, 128 + libc::SIGKILL);
     assert_eq!(c.status(), Status::Stopped);
+    let err = c
+        .kill(libc::SIGTERM, false)
+        .expect_err("kill of an exited init");
+    assert!(
+        matches!(err, lifecycle_runtime::Error::NotRunning { .. }),
+        "{err}"
+    );
+    let err = c.start().expect_err("start twice");
+    assert!(
+        matches!(err, lifecycle_runtime::Error::State { .. }),
+        "{err}"
+    );
     c.delete().expect("delete");
     c.delete().expect("delete is idempotent");
     fx.assert_clean();
@@ -114,6 +126,25 @@ fn entrypoint_not_found_fails_create_cleanly() {
         err.contains("process.args[0] \"/nope\" not found in rootfs"),
         "{err}"
     );
+    fx.assert_clean();
+    // A state dir that already holds a container is refused and left alone.
+    let fx = Fixture::new(&["/bin/sleep", "1000"]);
+    let c = fx.create(Stdio::default()).expect("create").container;
+    let mut other = fx.options(Stdio::default());
+    other.id = format!("{}-second", fx.id);
+    let err = match Container::create(other) {
+        Ok(_) => panic!("a second create into the same state dir must fail"),
+        Err(e) => e,
+    };
+    // (Here the cgroup is the same too; either check refuses it.)
+    assert!(err.to_string().contains("already"), "{err}");
+    assert_eq!(
+        Container::load(&fx.state_dir())
+            .expect("first state intact")
+            .id(),
+        fx.id
+    );
+    c.delete().expect("delete");
     fx.assert_clean();
 }
 
