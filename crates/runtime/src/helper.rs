@@ -59,15 +59,37 @@ pub(crate) fn main(fd: RawFd) -> i32 {
         Ok(Some((ToHelper::Request(r), _))) => *r,
         _ => return 1,
     };
-    let res = match req {
+    // Our fd 2 is the container's stderr: a panic must not print there. Report it on a
+    // second (close-on-exec) copy of the channel instead. (With panic = "abort" the process
+    // just dies and the caller reports that the helper exited without a word.)
+    std::panic::set_hook(Box::new(|_| {}));
+    // SAFETY: fcntl on our fd; the copy is owned below.
+    let report_fd = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    // SAFETY: a fresh fd from F_DUPFD_CLOEXEC.
+    let report = (report_fd >= 0).then(|| unsafe { HelperEnd::from_raw(report_fd) });
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match req {
         HelperRequest::Create(c) => create(chan, *c),
         HelperRequest::Exec(e) => exec(chan, *e),
-    };
+    }));
     match res {
-        Ok(()) => 0,
-        Err((chan, e)) => {
+        Ok(Ok(())) => 0,
+        Ok(Err((chan, e))) => {
             let _ = chan.send(&FromHelper::Failed(e));
             1
+        }
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            if let Some(report) = report {
+                let _ = report.send(&FromHelper::Failed(SetupError::new(
+                    "helper",
+                    format!("panic: {msg}"),
+                )));
+            }
+            101
         }
     }
 }
