@@ -569,16 +569,34 @@ fn a_dead_shim_is_cleaned_up_by_the_delete_action() {
     let c = Containerd::start();
     let (_d, root) = rootfs();
     let id = unique("dead");
-    let marker = format!("sleep 1000 # {id}");
+    // Two commands, so sh stays the parent and its command line names the test.
+    let marker = format!("sleep 1000; echo {id}");
     c.ctr(&run_args(&["-d"], &root, &id, &["/bin/sh", "-c", &marker]));
     let shims = c.shim_pids();
     assert_eq!(shims.len(), 1, "{shims:?}");
+    assert!(
+        !lifecycle_testsupport::processes_matching(&marker).is_empty(),
+        "the container runs"
+    );
     // SAFETY: killing the shim process this test's daemon started.
     unsafe { libc::kill(shims[0], libc::SIGKILL) };
     // containerd notices, runs `containerd-shim-lifecycle-v1 delete`, and drops the task.
     wait_for("task to be gone", Duration::from_secs(15), || {
         task_status(&c, &id).is_empty()
     });
+    // The killed shim's socket file goes too (seen from inside the daemon's namespace).
+    let sockets = || {
+        std::fs::read_dir(format!("/proc/{}/root/run/containerd/s", c.pid()))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .count()
+    };
+    wait_for(
+        "the dead shim's socket to be removed",
+        Duration::from_secs(10),
+        || sockets() == 0,
+    );
     c.ctr(&["container", "rm", &id]);
     c.assert_clean();
     assert!(

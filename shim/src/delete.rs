@@ -59,11 +59,28 @@ pub fn run(flags: &Flags) -> Result<Vec<u8>, DeleteError> {
     // The rootfs comes off even when the runtime could not clean up, so that containerd can
     // remove the bundle.
     mount::unmount_all(&bundle.join("rootfs"))?;
+    remove_dead_socket(&bundle);
     cleanup.map_err(|source| DeleteError::Runtime {
         id: flags.id.clone(),
         source,
     })?;
     response(pid)
+}
+
+/// A shim that was killed leaves its socket file behind: remove it, unless a live shim (the
+/// pod's, serving other tasks) still answers there.
+fn remove_dead_socket(bundle: &std::path::Path) {
+    let Ok(address) = std::fs::read_to_string(bundle.join("address")) else {
+        return;
+    };
+    let path = address
+        .trim()
+        .strip_prefix("unix://")
+        .unwrap_or(address.trim());
+    if path.is_empty() || std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return;
+    }
+    let _ = std::fs::remove_file(path);
 }
 
 #[cfg(test)]

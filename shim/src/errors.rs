@@ -45,6 +45,18 @@ pub enum TaskError {
     Mount(#[from] MountError),
     #[error(transparent)]
     Stats(#[from] StatsError),
+    /// A bad `lifecycle.shim/*` annotation at Create (the message names the key).
+    #[error("invalid lifecycle hook annotation: {0}")]
+    HookConfig(#[from] lifecycle_hooks::ConfigError),
+    /// postStart failed: the message is the contract's `postStart hook failed: ...`, as is.
+    #[error("{0}")]
+    PostStart(lifecycle_hooks::HookError),
+    #[error("process {id}: {source}")]
+    HookState {
+        id: String,
+        #[source]
+        source: lifecycle_hooks::StateError,
+    },
     #[error("{op}: the worker running it failed: {source}")]
     Join {
         op: &'static str,
@@ -86,6 +98,13 @@ impl TaskError {
             TaskError::Stats(StatsError::NoCgroup) => Code::FAILED_PRECONDITION,
             TaskError::Stats(StatsError::Systemd(_)) => Code::UNIMPLEMENTED,
             TaskError::Stats(_) => Code::UNKNOWN,
+            TaskError::HookConfig(_) => Code::INVALID_ARGUMENT,
+            TaskError::PostStart(_) => Code::UNKNOWN,
+            TaskError::HookState { source, .. } => match source {
+                lifecycle_hooks::StateError::ProcessFinished => Code::NOT_FOUND,
+                lifecycle_hooks::StateError::AlreadyStarted
+                | lifecycle_hooks::StateError::AlreadyExited => Code::FAILED_PRECONDITION,
+            },
             TaskError::Join { .. } => Code::INTERNAL,
         }
     }

@@ -13,7 +13,7 @@ use std::{
 };
 
 use containerd_shim_protos::{events::task::TaskExit, types::task::Status};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use crate::{
     events::{timestamp, Event, EventSink},
@@ -49,6 +49,9 @@ pub struct ProcState {
     pub pid: i32,
     pub paused: bool,
     pub exit: Option<ExitInfo>,
+    /// The init's entrypoint was released while Start is still in progress (a concurrent
+    /// postStart runs): State says RUNNING although TaskStart is not out yet.
+    pub released: bool,
     /// An exit seen during Creating/Starting, published once that phase ends.
     held_exit: bool,
 }
@@ -59,6 +62,7 @@ impl ProcState {
             (Some(_), _, _) => Status::STOPPED,
             (None, true, _) => Status::PAUSED,
             (None, false, Phase::Started) => Status::RUNNING,
+            (None, false, Phase::Starting) if self.released => Status::RUNNING,
             (None, false, _) => Status::CREATED,
         }
     }
@@ -104,6 +108,7 @@ impl Proc {
                 pid: 0,
                 paused: false,
                 exit: None,
+                released: false,
                 held_exit: false,
             }),
             exited: watch::channel(None).0,
@@ -206,6 +211,8 @@ pub struct ExitTable {
     early: VecDeque<ExitInfo>,
     /// Children that are not container processes (binary:// loggers): exits to drop.
     ignored: Vec<i32>,
+    /// Hook processes: their exits go to the hook runner, never into events.
+    hooks: HashMap<i32, oneshot::Sender<ExitInfo>>,
 }
 
 impl ExitTable {
@@ -223,6 +230,22 @@ impl ExitTable {
         None
     }
 
+    /// Registers a hook process: its exit is sent to `tx` (now, if it already came after
+    /// `since`), and it never becomes an event.
+    pub fn watch_hook(&mut self, pid: i32, since: SystemTime, tx: oneshot::Sender<ExitInfo>) {
+        if let Some(i) = self
+            .early
+            .iter()
+            .position(|e| e.pid == pid && e.at >= since)
+        {
+            if let Some(exit) = self.early.remove(i) {
+                let _ = tx.send(exit);
+            }
+            return;
+        }
+        self.hooks.insert(pid, tx);
+    }
+
     pub fn ignore(&mut self, pid: i32) {
         self.ignored.push(pid);
     }
@@ -235,6 +258,10 @@ impl ExitTable {
     pub fn claim(&mut self, exit: ExitInfo) -> Option<Arc<Proc>> {
         if let Some(p) = self.by_pid.remove(&exit.pid) {
             return Some(p);
+        }
+        if let Some(tx) = self.hooks.remove(&exit.pid) {
+            let _ = tx.send(exit);
+            return None;
         }
         if let Some(i) = self.ignored.iter().position(|p| *p == exit.pid) {
             self.ignored.swap_remove(i);

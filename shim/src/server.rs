@@ -41,6 +41,19 @@ fn listener(flags: &Flags) -> Result<UnixListener, ServeError> {
         None => unsafe { UnixListener::from_raw_fd(LISTENER_FD) },
     };
     l.set_nonblocking(true).map_err(ServeError::Listener)?;
+    // It came through exec, so close-on-exec is off: turn it back on, or every helper, logger
+    // and container process would inherit the shim's socket.
+    // SAFETY: fcntl on a descriptor this listener owns.
+    if unsafe {
+        libc::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&l),
+            libc::F_SETFD,
+            libc::FD_CLOEXEC,
+        )
+    } < 0
+    {
+        return Err(ServeError::Listener(io::Error::last_os_error()));
+    }
     Ok(l)
 }
 
