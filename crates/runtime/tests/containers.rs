@@ -43,6 +43,7 @@ fn main() {
         spec::unimplemented_fields_fail_by_name,
         spec::missing_rootfs_fails_by_name,
         spec::bad_process_values_fail_by_name,
+        spec::cgroup_namespace,
         spec::lsm_settings_fail_without_the_lsm,
         spec::leaked_fds_do_not_reach_the_container,
         ops::exec_into_created_and_running,

@@ -526,3 +526,25 @@ pub fn leaked_fds_do_not_reach_the_container() {
     c.delete().expect("delete");
     fx.assert_clean();
 }
+
+pub fn cgroup_namespace() {
+    let o = sh(
+        "cat /proc/self/cgroup; readlink /proc/self/ns/cgroup",
+        |s| {
+            s["linux"]["namespaces"]
+                .as_array_mut()
+                .expect("ns")
+                .push(json!({"type": "cgroup"}));
+        },
+    );
+    assert_eq!(o.status, 0, "{}", o.stderr);
+    // Inside its own cgroup namespace the container's cgroup is the root of every hierarchy.
+    for l in o.stdout.lines().filter(|l| !l.starts_with("cgroup:")) {
+        assert!(l.ends_with(":/"), "{l} in {}", o.stdout);
+    }
+    let host = std::fs::read_link("/proc/self/ns/cgroup")
+        .expect("ns")
+        .display()
+        .to_string();
+    assert!(!o.stdout.contains(&host), "{}", o.stdout);
+}
