@@ -44,6 +44,7 @@ fn main() {
         spec::missing_rootfs_fails_by_name,
         spec::bad_process_values_fail_by_name,
         spec::cgroup_namespace,
+        spec::cwd_through_proc_fd_never_reaches_the_host,
         spec::lsm_settings_fail_without_the_lsm,
         spec::leaked_fds_do_not_reach_the_container,
         ops::exec_into_created_and_running,

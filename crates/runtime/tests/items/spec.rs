@@ -548,3 +548,27 @@ pub fn cgroup_namespace() {
         .to_string();
     assert!(!o.stdout.contains(&host), "{}", o.stdout);
 }
+
+/// CVE-2024-21626: a cwd through /proc/self/fd/N must never land on a host directory. Every
+/// fd the init holds at that point is either stdio, our channel (a socket) or nothing, so each
+/// attempt fails at start or stays inside the container.
+pub fn cwd_through_proc_fd_never_reaches_the_host() {
+    for n in 3..9 {
+        let mut fx = Fixture::new(&["/bin/sh", "-c", "pwd; ls /"]);
+        fx.bundle.spec["process"]["cwd"] = json!(format!("/proc/self/fd/{n}"));
+        match try_run(&fx) {
+            Err(e) => {
+                let text = e.to_string();
+                assert!(text.contains("cwd"), "fd {n}: {text}");
+            }
+            Ok(o) => {
+                assert!(!o.stdout.contains("unreachable"), "fd {n}: {}", o.stdout);
+                assert!(
+                    o.stdout.contains("proc") && !o.stdout.contains("work"),
+                    "fd {n}: {}",
+                    o.stdout
+                );
+            }
+        }
+    }
+}
