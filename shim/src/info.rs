@@ -43,7 +43,7 @@ pub fn features() -> serde_json::Value {
             "shared", "slave", "strictatime", "suid", "sync", "unbindable"
         ],
         "linux": {
-            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": all_caps(),
             "cgroup": { "v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false },
             "seccomp": { "enabled": true },

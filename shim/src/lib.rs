@@ -7,6 +7,7 @@ pub mod events;
 pub mod flags;
 pub mod info;
 mod io;
+mod lifecycle;
 mod logger;
 mod mount;
 mod oom;

@@ -69,9 +69,19 @@ impl Task for TaskService {
         Ok(r)
     }
 
-    async fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> ttrpc::Result<StartResponse> {
+    async fn start(&self, ctx: &TtrpcContext, req: StartRequest) -> ttrpc::Result<StartResponse> {
         let t = std::time::Instant::now();
-        let pid = done("Start", self.shim.start(&req.id, &req.exec_id).await)?;
+        // When the caller gives up: caps postStart (its timeout is this less 1 s).
+        let deadline = u64::try_from(ctx.timeout_nano)
+            .ok()
+            .filter(|n| *n > 0)
+            .and_then(|n| t.checked_add(std::time::Duration::from_nanos(n)));
+        let pid = done(
+            "Start",
+            self.shim
+                .start_with_deadline(&req.id, &req.exec_id, deadline)
+                .await,
+        )?;
         log::debug!("Start {} {} took {:?}", req.id, req.exec_id, t.elapsed());
         let mut r = StartResponse::new();
         r.pid = pid;

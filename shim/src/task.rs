@@ -12,7 +12,7 @@ use std::{
     collections::HashMap,
     path::PathBuf,
     sync::{Arc, Mutex, MutexGuard},
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use containerd_shim_protos::{
@@ -32,6 +32,7 @@ use crate::{
     errors::TaskError,
     events::{timestamp, Event, EventSink},
     io::{self, IoConfig, LoggerEnv},
+    lifecycle::Hooks,
     mount, oom,
     process::{ExitInfo, ExitTable, Phase, Proc},
 };
@@ -49,6 +50,8 @@ pub struct Task {
     pub init: Arc<Proc>,
     execs: Mutex<HashMap<String, Arc<Proc>>>,
     rootfs_mounted: bool,
+    /// Lifecycle hooks and the grace timer of the init, if its annotations ask for any.
+    hooks: Option<Arc<Hooks>>,
 }
 
 impl Task {
@@ -139,6 +142,11 @@ impl Shim {
             return;
         }
         if proc.exec_id.is_empty() {
+            // After TaskExit (published or held): a running hook is cancelled, a failed Start
+            // is answered.
+            if let Some(hooks) = self.task(&proc.container_id).ok().and_then(|t| t.hooks.clone()) {
+                hooks.init_exited(info.status);
+            }
             // Without its own pid namespace the init's exit does not end the container's other
             // processes: kill them, as runc's shim does.
             if let Ok(task) = self.task(&proc.container_id) {
@@ -192,6 +200,8 @@ impl Shim {
             return Err(TaskError::TaskExists(id));
         }
         let bundle = PathBuf::from(&req.bundle);
+        // Hook annotations first: a bad one fails Create before anything is mounted or created.
+        let hook_config = lifecycle_hooks::HookConfig::from_annotations(&read_annotations(&bundle)?)?;
         let io_config = IoConfig {
             stdin: req.stdin.clone(),
             stdout: req.stdout.clone(),
@@ -244,13 +254,23 @@ impl Shim {
         }
         let init = Proc::new(&id, "", io_config.clone(), None, Phase::Creating);
         *init.io() = handles;
+        let container = Arc::new(created);
+        let hooks = Hooks::new(
+            self,
+            hook_config,
+            container.clone(),
+            init.clone(),
+            self.events.clone(),
+            io_config.clone(),
+        );
         let task = Arc::new(Task {
             id: id.clone(),
             bundle: bundle.clone(),
-            container: Arc::new(created),
+            container,
             init: init.clone(),
             execs: Mutex::new(HashMap::new()),
             rootfs_mounted: mounted,
+            hooks,
         });
         let cgroups_path = task
             .container
@@ -306,9 +326,30 @@ impl Shim {
     }
 
     pub async fn start(self: &Arc<Self>, id: &str, exec_id: &str) -> Result<u32, TaskError> {
+        self.start_with_deadline(id, exec_id, None).await
+    }
+
+    /// Start; `deadline` is when the caller gives up (the ttrpc timeout), which caps postStart.
+    pub async fn start_with_deadline(
+        self: &Arc<Self>,
+        id: &str,
+        exec_id: &str,
+        deadline: Option<Instant>,
+    ) -> Result<u32, TaskError> {
         let task = self.task(id)?;
         let proc = task.process(exec_id)?;
         Self::begin_start(&proc)?;
+        if let (true, Some(hooks)) = (exec_id.is_empty(), task.hooks.as_ref()) {
+            // The hook machinery finishes the Start phase itself (the RPC may be dropped).
+            let outcome = match hooks.start(deadline) {
+                Ok(rx) => rx.await.unwrap_or(Err(TaskError::Unimplemented("start without an answer"))),
+                Err(e) => {
+                    proc.finish_phase(Phase::Created, None, self.events.as_ref());
+                    Err(e)
+                }
+            };
+            return outcome.map(|()| proc.state().pid as u32);
+        }
         if exec_id.is_empty() {
             let container = task.container.clone();
             if let Err(e) = blocking("start", move || {
@@ -426,6 +467,21 @@ impl Shim {
             }
             st.pid
         };
+        if let (true, Some(hooks)) = (exec_id.is_empty(), task.hooks.as_ref()) {
+            let thaw = signal == SIGKILL && task.init.state().paused;
+            hooks.kill(signal, all).await?;
+            if thaw {
+                let container = task.container.clone();
+                blocking("resume", move || {
+                    container
+                        .resume()
+                        .map_err(TaskError::runtime("resume after SIGKILL"))
+                })
+                .await?;
+                task.init.state().paused = false;
+            }
+            return Ok(());
+        }
         if exec_id.is_empty() {
             // A frozen (cgroup v1) process does not die of SIGKILL until thawed: thaw after
             // the signal, as runc does, so the kill takes effect at once.
@@ -495,8 +551,23 @@ impl Shim {
                 at: SystemTime::now(),
             }));
         }
+        let cancelled = match (&exit, &task.hooks) {
+            (None, Some(hooks)) => hooks.delete().await,
+            _ => false,
+        };
         let exit = match exit {
             Some(e) => e,
+            // A running postStart was cancelled and the container is being killed.
+            None if cancelled => match tokio::time::timeout(KILL_WAIT, proc.wait()).await {
+                Ok(e) => e,
+                Err(_) => {
+                    return Err(TaskError::WrongState {
+                        id: id.to_owned(),
+                        state: "running",
+                        op: "delete",
+                    })
+                }
+            },
             None if status == containerd_shim_protos::types::task::Status::CREATED => {
                 // Never started: kill the held init and wait for its reaping, so TaskExit still
                 // comes before TaskDelete.
@@ -719,6 +790,16 @@ impl Shim {
         .await
     }
 
+    /// Registers a hook process with the exit table (its exit goes to `tx`, never to events).
+    pub(crate) fn watch_hook(
+        &self,
+        pid: i32,
+        since: SystemTime,
+        tx: tokio::sync::oneshot::Sender<ExitInfo>,
+    ) {
+        self.exits().watch_hook(pid, since, tx);
+    }
+
     pub fn init_pid(&self, id: &str) -> Result<u32, TaskError> {
         Ok(self.task(id)?.init.state().pid.max(0) as u32)
     }
@@ -733,5 +814,25 @@ impl Shim {
             .as_ref()
             .and_then(|l| l.cgroups_path().clone());
         Ok(path.map(|p| p.display().to_string()))
+    }
+}
+
+/// The annotations of the bundle's config.json, read before anything is set up (the runtime
+/// reads the whole spec later). A missing or unreadable spec is left to the runtime to report.
+fn read_annotations(bundle: &std::path::Path) -> Result<HashMap<String, String>, TaskError> {
+    #[derive(serde::Deserialize)]
+    struct Annotated {
+        #[serde(default)]
+        annotations: Option<HashMap<String, String>>,
+    }
+    let Ok(bytes) = std::fs::read(bundle.join("config.json")) else {
+        return Ok(HashMap::new());
+    };
+    match serde_json::from_slice::<Annotated>(&bytes) {
+        Ok(a) => Ok(a.annotations.unwrap_or_default()),
+        Err(e) => Err(TaskError::InvalidArgument {
+            what: "spec annotations",
+            detail: e.to_string(),
+        }),
     }
 }

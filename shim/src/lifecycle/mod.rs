@@ -36,7 +36,6 @@ use tokio::{
     task::JoinHandle,
 };
 
-pub use records::records_dir;
 use runner::RunContext;
 
 use crate::{
@@ -388,7 +387,6 @@ impl Hooks {
         tokio::spawn(async move {
             let started = SystemTime::now();
             let ctx = RunContext {
-                id: &this.id,
                 container: &this.container,
                 init_pid: this.init.state().pid,
                 shim: &this.shim,
