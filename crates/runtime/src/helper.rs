@@ -41,6 +41,8 @@ pub(crate) struct CreateConfig {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct ExecConfig {
     pub init_pid: i32,
+    /// The init's start time, so a recycled pid is never joined.
+    pub init_start_time: u64,
     pub process: Process,
     pub seccomp: Option<LinuxSeccomp>,
     pub cgroup_procs: Vec<PathBuf>,
@@ -314,9 +316,23 @@ fn write_id_maps(pid: i32, spec: &Spec) -> Result<(), SetupError> {
 
 fn exec(chan: HelperEnd, cfg: ExecConfig) -> HelperResult {
     let pre = (|| {
+        // Pin the init's /proc directory, then check it is still our init (not a recycled
+        // pid): namespace files opened through this directory fail once that process is gone.
+        let gone = || {
+            SetupError::new(
+                "namespaces",
+                format!("container init {} is gone", cfg.init_pid),
+            )
+        };
+        let proc_dir = File::open(format!("/proc/{}", cfg.init_pid)).map_err(|_| gone())?;
+        let pinned = format!("/proc/self/fd/{}", proc_dir.as_raw_fd());
+        let stat = std::fs::read_to_string(format!("{pinned}/stat")).map_err(|_| gone())?;
+        if crate::state::start_time_from_stat(&stat) != Some(cfg.init_start_time) {
+            return Err(gone());
+        }
         let mut joins = Vec::new();
         for k in namespaces::JOIN_ORDER {
-            let theirs = format!("/proc/{}/ns/{}", cfg.init_pid, k.proc_name);
+            let theirs = format!("{pinned}/ns/{}", k.proc_name);
             let ours = format!("/proc/self/ns/{}", k.proc_name);
             let (Ok(t), Ok(o)) = (std::fs::metadata(&theirs), std::fs::metadata(&ours)) else {
                 continue;

@@ -68,9 +68,13 @@ impl State {
 
 /// Start time of `pid` (clock ticks since boot), or None if it does not exist or is a zombie.
 pub(crate) fn start_time(pid: i32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    start_time_from_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Start time from the text of a /proc/<pid>/stat file (None for a zombie).
+pub(crate) fn start_time_from_stat(stat: &str) -> Option<u64> {
     // The command may contain spaces and parentheses: fields start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
     let mut fields = rest.split(' ');
     let state = fields.next()?;
     if state == "Z" || state == "X" {
@@ -78,4 +82,19 @@ pub(crate) fn start_time(pid: i32) -> Option<u64> {
     }
     // state is field 3; starttime is field 22.
     fields.nth(18)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_survives_odd_command_names() {
+        let stat = "42 (a) b (c)) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 123456 1000 10";
+        assert_eq!(start_time_from_stat(stat), Some(123456));
+        let zombie = "42 (x) Z 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 123456 1000 10";
+        assert_eq!(start_time_from_stat(zombie), None);
+        assert_eq!(start_time_from_stat("42 (x)"), None);
+        assert!(start_time(std::process::id() as i32).is_some());
+    }
 }

@@ -35,6 +35,7 @@ impl Container {
         }
         let cfg = ExecConfig {
             init_pid: self.init_pid,
+            init_start_time: self.init_start_time,
             process: process.clone(),
             seccomp: self.spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
             cgroup_procs: self.cgroup.procs_files(),
