@@ -11,20 +11,38 @@ impl Container {
         if all {
             return self.cgroup.signal_all(signal);
         }
-        if !self.init_alive() {
-            return Err(Error::NotRunning {
-                id: self.id.clone(),
-                pid: self.init_pid,
-            });
+        let not_running = || Error::NotRunning {
+            id: self.id.clone(),
+            pid: self.init_pid,
+        };
+        // A pidfd taken before the start-time check names exactly the process we checked: a
+        // pid recycled in between can never receive the signal.
+        // SAFETY: pidfd_open with a pid and no flags.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, self.init_pid, 0) };
+        if pidfd < 0 {
+            return Err(not_running());
         }
-        // SAFETY: kill with integers; the pid was just checked to be our init.
-        if unsafe { libc::kill(self.init_pid, signal) } != 0 {
+        // SAFETY: a fresh fd from the kernel.
+        let pidfd =
+            unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(pidfd as i32) };
+        if !self.init_alive() {
+            return Err(not_running());
+        }
+        use std::os::fd::AsRawFd;
+        // SAFETY: pidfd_send_signal on our pidfd, no siginfo.
+        if unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                pidfd.as_raw_fd(),
+                signal,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        } != 0
+        {
             let err = std::io::Error::last_os_error();
             if err.raw_os_error() == Some(libc::ESRCH) {
-                return Err(Error::NotRunning {
-                    id: self.id.clone(),
-                    pid: self.init_pid,
-                });
+                return Err(not_running());
             }
             return Err(Error::io(format!("kill({}, {signal})", self.init_pid), err));
         }
