@@ -144,7 +144,11 @@ impl Shim {
         if proc.exec_id.is_empty() {
             // After TaskExit (published or held): a running hook is cancelled, a failed Start
             // is answered.
-            if let Some(hooks) = self.task(&proc.container_id).ok().and_then(|t| t.hooks.clone()) {
+            if let Some(hooks) = self
+                .task(&proc.container_id)
+                .ok()
+                .and_then(|t| t.hooks.clone())
+            {
                 hooks.init_exited(info.status);
             }
             // Without its own pid namespace the init's exit does not end the container's other
@@ -201,7 +205,8 @@ impl Shim {
         }
         let bundle = PathBuf::from(&req.bundle);
         // Hook annotations first: a bad one fails Create before anything is mounted or created.
-        let hook_config = lifecycle_hooks::HookConfig::from_annotations(&read_annotations(&bundle)?)?;
+        let hook_config =
+            lifecycle_hooks::HookConfig::from_annotations(&read_annotations(&bundle)?)?;
         let io_config = IoConfig {
             stdin: req.stdin.clone(),
             stdout: req.stdout.clone(),
@@ -342,7 +347,9 @@ impl Shim {
         if let (true, Some(hooks)) = (exec_id.is_empty(), task.hooks.as_ref()) {
             // The hook machinery finishes the Start phase itself (the RPC may be dropped).
             let outcome = match hooks.start(deadline) {
-                Ok(rx) => rx.await.unwrap_or(Err(TaskError::Unimplemented("start without an answer"))),
+                Ok(rx) => rx
+                    .await
+                    .unwrap_or(Err(TaskError::Unimplemented("start without an answer"))),
                 Err(e) => {
                     proc.finish_phase(Phase::Created, None, self.events.as_ref());
                     Err(e)

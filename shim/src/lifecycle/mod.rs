@@ -200,10 +200,11 @@ impl Hooks {
     /// Kill of the init. Answers once the signals decided now are sent; a termination
     /// sequence (preStop, grace timer) goes on in the background.
     pub async fn kill(self: &Arc<Self>, signal: i32, all: bool) -> Result<(), TaskError> {
-        let sig = HookSignal::from_raw(signal as u32).ok_or_else(|| TaskError::InvalidArgument {
-            what: "signal",
-            detail: format!("{signal} is not 1-64"),
-        })?;
+        let sig =
+            HookSignal::from_raw(signal as u32).ok_or_else(|| TaskError::InvalidArgument {
+                what: "signal",
+                detail: format!("{signal} is not 1-64"),
+            })?;
         let paused = self.init.state().paused;
         let (tx, rx) = oneshot::channel();
         {
@@ -275,11 +276,17 @@ impl Hooks {
                     match r {
                         Ok(Ok(())) => self.init.state().released = true,
                         Ok(Err(source)) => {
-                            self.release_failed(TaskError::Runtime { op: "start", source });
+                            self.release_failed(TaskError::Runtime {
+                                op: "start",
+                                source,
+                            });
                             return Ok(());
                         }
                         Err(source) => {
-                            self.release_failed(TaskError::Join { op: "start", source });
+                            self.release_failed(TaskError::Join {
+                                op: "start",
+                                source,
+                            });
                             return Ok(());
                         }
                     }
@@ -332,7 +339,8 @@ impl Hooks {
         if let Some(cancel) = lock(&self.running).remove(&HookKind::PostStart) {
             let _ = cancel.send("start failed".into());
         }
-        self.init.finish_phase(Phase::Created, None, self.events.as_ref());
+        self.init
+            .finish_phase(Phase::Created, None, self.events.as_ref());
         if let Some(tx) = lock(&self.start_reply).take() {
             let _ = tx.send(Err(err));
         }
@@ -345,8 +353,11 @@ impl Hooks {
                 let mut ev = TaskStart::new();
                 ev.container_id = self.id.clone();
                 ev.pid = self.init.state().pid.max(0) as u32;
-                self.init
-                    .finish_phase(Phase::Started, Some(Event::Start(ev)), self.events.as_ref());
+                self.init.finish_phase(
+                    Phase::Started,
+                    Some(Event::Start(ev)),
+                    self.events.as_ref(),
+                );
                 if let Some(tx) = reply {
                     let _ = tx.send(Ok(()));
                 }

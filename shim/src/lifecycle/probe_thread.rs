@@ -57,17 +57,25 @@ pub(super) fn spawn(
     rx
 }
 
-fn probe(init_pid: i32, handler: &Handler, deadline: Instant) -> Result<ProbeRun, ProbeThreadError> {
+fn probe(
+    init_pid: i32,
+    handler: &Handler,
+    deadline: Instant,
+) -> Result<ProbeRun, ProbeThreadError> {
     let path = format!("/proc/{init_pid}/ns/net");
     let ns = File::open(&path).map_err(|source| ProbeThreadError::OpenNetns { path, source })?;
     let root = File::open(format!("/proc/{init_pid}/root")).ok();
-    let hosts = root.as_ref().map(|r| read_in_root(r, "etc/hosts")).unwrap_or_default();
+    let hosts = root
+        .as_ref()
+        .map(|r| read_in_root(r, "etc/hosts"))
+        .unwrap_or_default();
     let resolv = root
         .as_ref()
         .map(|r| read_in_root(r, "etc/resolv.conf"))
         .unwrap_or_default();
     drop(root);
-    nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(ProbeThreadError::Setns)?;
+    nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(ProbeThreadError::Setns)?;
     let files = ResolverFiles {
         hosts: &hosts,
         resolv_conf: &resolv,

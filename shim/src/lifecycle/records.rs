@@ -5,8 +5,8 @@
 use std::{path::PathBuf, time::SystemTime};
 
 use lifecycle_hooks::{
-    tail_for_message, HookFailure, HookKind, HookRecord, RecordLimits, RecordOutcome,
-    RecordStore, MESSAGE_TAIL_MAX,
+    tail_for_message, HookFailure, HookKind, HookRecord, RecordLimits, RecordOutcome, RecordStore,
+    MESSAGE_TAIL_MAX,
 };
 
 use super::runner::Run;
@@ -37,7 +37,10 @@ pub(super) fn finish(
         ),
     };
     match &message {
-        None => log::info!("container {id}: {hook} {} succeeded; output: {tail}", run.summary),
+        None => log::info!(
+            "container {id}: {hook} {} succeeded; output: {tail}",
+            run.summary
+        ),
         Some(m) => log::warn!("container {id}: {hook} {} {m}; output: {tail}", run.summary),
     }
     let rec = HookRecord {

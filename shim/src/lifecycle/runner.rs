@@ -5,10 +5,7 @@
 use std::{
     fs::OpenOptions,
     io::Write,
-    os::{
-        fd::OwnedFd,
-        unix::fs::OpenOptionsExt,
-    },
+    os::{fd::OwnedFd, unix::fs::OpenOptionsExt},
     path::PathBuf,
     sync::{Arc, Mutex, Weak},
     time::{Duration, Instant, SystemTime},
