@@ -55,7 +55,7 @@ pub use container::{
     Container, CreateOptions, Created, OomEvent, OomWatcher, Spawned, Status, Stdio,
 };
 pub use error::Error;
-pub use exe::HelperExe;
+pub use exe::{HelperExe, Sealing};
 
 /// If this process was started as a helper (`argv[1]` is the helper marker), runs the helper and
 /// exits; otherwise returns at once. Call it first thing in `main`, before any thread starts.

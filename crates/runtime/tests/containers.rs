@@ -15,7 +15,7 @@ mod v2;
 use std::time::Duration;
 
 use common::*;
-use lifecycle_runtime::{reaper, Container, Status, Stdio};
+use lifecycle_runtime::{reaper, Container, Sealing, Status, Stdio};
 
 /// (name, fn) pairs from paths.
 macro_rules! tests {
@@ -164,29 +164,48 @@ fn load_and_delete_from_another_handle() {
     fx.assert_clean();
 }
 
+/// Neither opening for writing nor writing or truncating through `path` changes the file.
+fn assert_unwritable(path: &std::path::Path) {
+    use std::io::Write;
+    match std::fs::OpenOptions::new().write(true).open(path) {
+        // The read-only mount: EROFS (ETXTBSY while this very binary runs from it is fine too).
+        Err(e) => assert!(
+            matches!(e.raw_os_error(), Some(libc::EROFS) | Some(libc::ETXTBSY)),
+            "open {} for writing: {e}",
+            path.display()
+        ),
+        // The sealed copy opens, but refuses changes.
+        Ok(mut f) => {
+            let err = f.write_all(b"x").expect_err("write to the sealed copy");
+            assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
+            assert!(f.set_len(0).is_err(), "truncate the sealed copy");
+        }
+    }
+}
+
 fn helper_exe_is_sealed_and_helpers_not_dumpable() {
     let exe = lifecycle_runtime::HelperExe::get().expect("helper exe");
     assert!(
         std::ptr::eq(exe, lifecycle_runtime::HelperExe::get().expect("again")),
-        "one copy per process"
+        "one handle per process"
     );
-    let path = exe.path();
-    let fd: i32 = path
+    // This host allows detached mounts: the no-copy protection is the one in use.
+    assert_eq!(exe.sealing(), Sealing::ReadOnlyMount);
+    assert_unwritable(&exe.path());
+    // The fallback for hosts that refuse detached mounts.
+    let copy = lifecycle_runtime::HelperExe::sealed_copy().expect("sealed copy");
+    assert_eq!(copy.sealing(), Sealing::SealedCopy);
+    let fd: i32 = copy
+        .path()
         .file_name()
         .and_then(|n| n.to_str())
         .and_then(|n| n.parse().ok())
         .expect("fd path");
-    // SAFETY: fcntl on an fd the runtime owns for the life of the process.
+    // SAFETY: fcntl on an fd `copy` owns.
     let seals = unsafe { libc::fcntl(fd, libc::F_GET_SEALS) };
     let want = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
     assert_eq!(seals & want, want, "seals {seals:#x}");
-    // Opening is allowed; changing the content is not.
-    use std::io::Write;
-    if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&path) {
-        let err = f.write_all(b"x").expect_err("write to the sealed copy");
-        assert_eq!(err.raw_os_error(), Some(libc::EPERM), "{err}");
-        assert!(f.set_len(0).is_err(), "truncate the sealed copy");
-    }
+    assert_unwritable(&copy.path());
     // A container process (root, without CAP_SYS_PTRACE) cannot reach the held init's
     // executable: the helper made itself non-dumpable.
     let fx = Fixture::new(&["/bin/sleep", "1000"]);

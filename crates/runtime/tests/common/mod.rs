@@ -55,7 +55,8 @@ pub fn run(tests: &[(&str, TestFn)]) {
     if list {
         return;
     }
-    println!("\n{ran} tests, {} failed", failed.len());
+    // The plain closing line CI readers understand: "N passed, N failed".
+    println!("\n{} passed, {} failed", ran - failed.len(), failed.len());
     if !failed.is_empty() {
         println!("failed: {failed:?}");
         std::process::exit(1);
