@@ -513,3 +513,107 @@ fn probes_reach_the_containers_loopback_and_never_the_hosts() {
     drop(host);
     c.assert_clean();
 }
+
+#[test]
+fn hook_runs_with_the_containers_user_caps_no_new_privs_seccomp_and_cgroup() {
+    let c = Containerd::start();
+    let (dir, root) = rootfs();
+    let id = unique("sec");
+    // A file only the host has: the hook must not see it.
+    let marker = dir.path().join("host-only-marker");
+    fs::write(&marker, "host").expect("marker");
+    let fields = "'^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):'";
+    let hook = format!(
+        "grep -E {fields} /proc/self/status > /tmp/hook.status; \
+         grep -E {fields} /proc/1/status > /tmp/init.status; \
+         cat /proc/self/cgroup > /tmp/hook.cg; cat /proc/1/cgroup > /tmp/init.cg; \
+         if test -e {m}; then echo visible; else echo hidden; fi > /tmp/host",
+        m = marker.display()
+    );
+    let caps = serde_json::json!(["CAP_KILL", "CAP_NET_BIND_SERVICE"]);
+    let mut spec = lifecycle_testsupport::default_spec(FOREVER, &format!("/{}/{id}", c.namespace));
+    spec["process"]["user"] = serde_json::json!({"uid": 1000, "gid": 1000});
+    spec["process"]["capabilities"] = serde_json::json!({
+        "bounding": caps, "effective": caps, "permitted": caps, "inheritable": caps,
+        "ambient": caps
+    });
+    spec["process"]["noNewPrivileges"] = true.into();
+    spec["linux"]["seccomp"] = serde_json::json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{"names": ["mknod", "mknodat"], "action": "SCMP_ACT_ERRNO"}]
+    });
+    spec["root"] = serde_json::json!({"path": path_str(&root), "readonly": false});
+    spec["annotations"] = serde_json::json!({ PS: exec_handler(&hook) });
+    let spec_path = dir.path().join("spec.json");
+    fs::write(&spec_path, serde_json::to_vec(&spec).expect("spec")).expect("write spec");
+    let out = c.ctr_raw(&[
+        "run",
+        "--runtime",
+        RUNTIME,
+        "-d",
+        "--config",
+        path_str(&spec_path),
+        &id,
+    ]);
+    assert!(out.status.success(), "{}\n{}", text(&out), c.log());
+    let hook_status = read(&root, "tmp/hook.status");
+    assert!(
+        hook_status.contains("Uid:\t1000\t1000\t1000\t1000"),
+        "{hook_status}"
+    );
+    assert!(hook_status.contains("NoNewPrivs:\t1"), "{hook_status}");
+    assert!(hook_status.contains("Seccomp:\t2"), "{hook_status}");
+    assert!(
+        hook_status.contains("CapEff:\t0000000000000420"),
+        "{hook_status}"
+    );
+    assert_eq!(hook_status, read(&root, "tmp/init.status"));
+    assert_eq!(read(&root, "tmp/hook.cg"), read(&root, "tmp/init.cg"));
+    assert_eq!(read(&root, "tmp/host"), "hidden\n");
+    remove(&c, &id);
+    c.assert_clean();
+}
+
+#[test]
+fn hook_output_container_goes_into_the_containers_streams() {
+    let c = Containerd::start();
+    let (_d, root) = rootfs();
+    let id = unique("out");
+    let annotations = [
+        (PS, exec_handler("echo from-hook; echo err-hook >&2")),
+        ("lifecycle.shim/hook-output", "container".into()),
+    ];
+    let out = ctr_raw(
+        &c,
+        &run_args(
+            &annotations,
+            &["--rm"],
+            &root,
+            &id,
+            &["/bin/sh", "-c", "sleep 0.5; echo main"],
+        ),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("[postStart] from-hook\n"), "{}", text(&out));
+    assert!(stdout.contains("main\n"), "{}", text(&out));
+    assert!(stderr.contains("[postStart] err-hook\n"), "{}", text(&out));
+    // Without the setting, the output stays in the shim's log.
+    let id = unique("out");
+    let out = ctr_raw(
+        &c,
+        &run_args(
+            &[(PS, exec_handler("echo quiet-hook"))],
+            &["--rm"],
+            &root,
+            &id,
+            &["/bin/sh", "-c", "sleep 0.5; echo main"],
+        ),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("quiet-hook"));
+    assert!(c.log().contains("quiet-hook"), "shim log has the output");
+    c.assert_clean();
+}
