@@ -617,3 +617,76 @@ fn hook_output_container_goes_into_the_containers_streams() {
     assert!(c.log().contains("quiet-hook"), "shim log has the output");
     c.assert_clean();
 }
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// A benchmark, not a timed test: the extra Start latency of a trivial exec postStart
+/// (`/bin/true`) against none, over 20 runs each: the shim's own Start duration (its debug
+/// log) and `ctr run -d` end to end. Run with `-- --ignored --nocapture start_latency_probe`
+/// and `LIFECYCLE_SHIM_BIN` set to a release build.
+#[test]
+#[ignore = "benchmark: prints numbers"]
+fn start_latency_probe() {
+    let c = Containerd::start();
+    let (_d, root) = rootfs();
+    let mut results = Vec::new();
+    for with_hook in [false, true, false, true] {
+        let annotations: Vec<(&str, String)> = if with_hook {
+            vec![(PS, r#"{"exec":{"command":["/bin/true"]}}"#.into())]
+        } else {
+            vec![]
+        };
+        let mut wall = Vec::new();
+        let mut ids = Vec::new();
+        for _ in 0..20 {
+            let id = unique("lat");
+            let t = Instant::now();
+            let out = ctr_raw(&c, &run_args(&annotations, &["-d"], &root, &id, FOREVER));
+            wall.push(t.elapsed());
+            assert!(out.status.success(), "{}", text(&out));
+            remove(&c, &id);
+            ids.push(id);
+        }
+        let log = c.log();
+        let start: Vec<Duration> = ids
+            .iter()
+            .filter_map(|id| {
+                let needle = format!("Start {id}  took ");
+                let line = log.lines().find(|l| l.contains(&needle))?;
+                let rest = &line[line.find(&needle)? + needle.len()..];
+                let num: String = rest
+                    .chars()
+                    .take_while(|ch| {
+                        ch.is_ascii_digit() || *ch == '.' || ch.is_alphabetic() || *ch == 'µ'
+                    })
+                    .collect();
+                parse_debug_duration(&num)
+            })
+            .collect();
+        results.push((with_hook, median(wall), start.len(), median(start)));
+    }
+    for (hook, wall, n, start) in results {
+        eprintln!(
+            "postStart {}: ctr run -d median {wall:?}; shim Start median {start:?} ({n} samples)",
+            if hook { "/bin/true" } else { "none" }
+        );
+    }
+    c.assert_clean();
+}
+
+/// `1.234ms`, `567.8µs`, `1.2s` (Debug of a Duration).
+fn parse_debug_duration(s: &str) -> Option<Duration> {
+    let (num, unit) = s.split_at(s.find(|ch: char| ch.is_alphabetic() || ch == 'µ')?);
+    let n: f64 = num.parse().ok()?;
+    let secs = match unit.trim_matches('"') {
+        "s" => n,
+        "ms" => n / 1e3,
+        "µs" | "us" => n / 1e6,
+        "ns" => n / 1e9,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(secs))
+}

@@ -4,9 +4,9 @@
 //! Runtime calls block (they talk to helper processes), so they run on tokio's blocking pool;
 //! the state locks are plain mutexes held only for short, non-async sections.
 //!
-//! Where lifecycle hooks plug in (see docs/shim.md): `start` between `Container::start` and
-//! `finish_phase(Started)` (postStart, before TaskStart is published), `kill` for the init
-//! (preStop and the grace timer), `handle_exit` for the init (cancels a running hook).
+//! Lifecycle hooks (`crate::lifecycle`, see docs/shim.md) take over the init's Start, Kill and
+//! (while postStart runs) Delete when its annotations ask for a hook or a grace timer, and hear
+//! of its exit in `process_exited`; annotations are parsed first thing in `create`.
 
 use std::{
     collections::HashMap,
