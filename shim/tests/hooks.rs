@@ -144,6 +144,73 @@ async fn failed_post_start_stops_the_container_without_task_start(env: &Env) {
         env.events(),
         vec![("create", 0), ("exit", 137), ("delete", 137)]
     );
+    // One JSON record of the run, outside the (deleted) bundle.
+    let dir =
+        std::path::PathBuf::from(std::env::var_os("LIFECYCLE_SHIM_RECORDS").unwrap()).join("test");
+    let records = || -> Vec<serde_json::Value> {
+        std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains(&id))
+            .filter_map(|e| serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok())
+            .collect()
+    };
+    // Written off the async worker, a moment after the run.
+    until("the hook record", || !records().is_empty()).await;
+    let records = records();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["hook"], "postStart");
+    assert_eq!(records[0]["outcome"], "failed");
+    assert_eq!(records[0]["exit_code"], 3);
+    assert_eq!(records[0]["output_tail"], "oops");
+}
+
+/// The hook runs on its own: a Start call whose caller went away still ends in TaskStart.
+async fn dropped_start_call_does_not_stop_post_start(env: &Env) {
+    let id = unique("psdrop");
+    let b = env
+        .create(&id, FOREVER, &[(PS, exec("sleep 1; echo done > /tmp/ps"))])
+        .await;
+    let shim = env.shim.clone();
+    let id2 = id.clone();
+    let start = tokio::spawn(async move { shim.start(&id2, "").await });
+    until("hook running", || env.status(&id) == Status::RUNNING).await;
+    start.abort();
+    until("TaskStart", || env.events().iter().any(|e| e.0 == "start")).await;
+    assert_eq!(read(&b, "tmp/ps"), "done\n");
+    env.shim.kill(&id, "", 9, false).await.expect("kill");
+    env.wait_exit(&id).await;
+    env.delete(&id).await;
+    assert_eq!(
+        env.events(),
+        vec![("create", 0), ("start", 0), ("exit", 137), ("delete", 137)]
+    );
+}
+
+/// The Start call's deadline less 1 s caps the hook.
+async fn start_deadline_caps_post_start(env: &Env) {
+    let id = unique("psdl");
+    let _b = env.create(&id, FOREVER, &[(PS, exec("sleep 100"))]).await;
+    let t = Instant::now();
+    let err = env
+        .shim
+        .start_with_deadline(&id, "", Some(t + Duration::from_secs(2)))
+        .await
+        .expect_err("timeout");
+    assert!(
+        t.elapsed() < Duration::from_millis(1900),
+        "{:?}",
+        t.elapsed()
+    );
+    assert!(
+        err.to_string().starts_with(
+            "postStart hook failed: timeout: exec [/bin/sh -c sleep 100] did not complete within"
+        ),
+        "{err}"
+    );
+    assert_eq!(env.status(&id), Status::STOPPED);
+    env.delete(&id).await;
 }
 
 async fn concurrent_post_start_running_state_second_start_and_exec(env: &Env) {
@@ -553,6 +620,8 @@ fn main() {
             };
         }
         run!(failed_post_start_stops_the_container_without_task_start);
+        run!(dropped_start_call_does_not_stop_post_start);
+        run!(start_deadline_caps_post_start);
         run!(concurrent_post_start_running_state_second_start_and_exec);
         run!(before_entrypoint_holds_the_entrypoint_in_created);
         run!(kill_and_delete_cancel_a_running_post_start);

@@ -405,7 +405,7 @@ impl Hooks {
                 output: this.cfg.hook_output,
             };
             let run = runner::run(&ctx, hook, &handler, deadline, cancel_rx).await;
-            records::finish(
+            let record = records::finish(
                 &this.namespace,
                 &this.id,
                 this.cfg.container_name.as_deref(),
@@ -413,6 +413,8 @@ impl Hooks {
                 started,
                 &run,
             );
+            // Files off the async worker; nothing waits for it.
+            tokio::task::spawn_blocking(record);
             lock(&this.outputs).insert(hook, run.output);
             lock(&this.in_flight).retain(|h| *h != hook);
             this.settled.notify_waiters();

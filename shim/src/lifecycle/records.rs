@@ -26,7 +26,7 @@ pub(super) fn finish(
     hook: HookKind,
     started: SystemTime,
     run: &Run,
-) {
+) -> impl FnOnce() + Send + 'static {
     let tail = tail_for_message(&run.output, MESSAGE_TAIL_MAX);
     let (outcome, message) = match (&run.result, &run.cancelled) {
         (Some(Ok(())), _) => (RecordOutcome::Succeeded, None),
@@ -55,9 +55,13 @@ pub(super) fn finish(
         message,
         output_tail: tail,
     };
-    let store = RecordStore::new(records_dir(namespace), RecordLimits::default());
-    if let Err(e) = store.write(&rec) {
-        log::warn!("container {id}: {hook} record not written: {e}");
+    let dir = records_dir(namespace);
+    let id = id.to_owned();
+    move || {
+        let store = RecordStore::new(dir, RecordLimits::default());
+        if let Err(e) = store.write(&rec) {
+            log::warn!("container {id}: {hook} record not written: {e}");
+        }
     }
 }
 
