@@ -373,6 +373,50 @@ fn an_entrypoint_ignoring_sigterm_dies_by_sigkill_at_the_grace_deadline() {
     c.assert_clean();
 }
 
+/// `openssl s_server -www` in the network namespace of `pid`, with a fresh self-signed
+/// certificate; killed on drop.
+struct TlsServer(std::process::Child);
+
+impl TlsServer {
+    fn start(dir: &Path, pid: &str, port: u16) -> TlsServer {
+        lifecycle_testsupport::require_bin("openssl");
+        fs::create_dir_all(dir).expect("tls dir");
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let out = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=hook-test", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("openssl req");
+        assert!(out.status.success(), "{}", text(&out));
+        let child = std::process::Command::new("nsenter")
+            .arg(format!("--net=/proc/{pid}/ns/net"))
+            .args(["openssl", "s_server", "-quiet", "-www", "-accept"])
+            .arg(port.to_string())
+            .arg("-cert")
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("openssl s_server");
+        TlsServer(child)
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn init_pid(c: &Containerd, id: &str) -> String {
     let out = c.ctr(&["task", "ls"]);
     out.lines()
@@ -452,7 +496,27 @@ fn probes_reach_the_containers_loopback_and_never_the_hosts() {
         .status
         .success()
     });
-    let netns = format!("network:/proc/{}/ns/net", init_pid(&c, &srv));
+    let pid = init_pid(&c, &srv);
+    let netns = format!("network:/proc/{pid}/ns/net");
+    // An HTTPS server (self-signed certificate) in the same namespace, started from the host.
+    let _tls = TlsServer::start(&_d.path().join("tls"), &pid, 8443);
+    wait_for("the TLS server to listen", Duration::from_secs(10), || {
+        let eid = unique("w");
+        c.ctr_raw(&[
+            "task",
+            "exec",
+            "--exec-id",
+            &eid,
+            &srv,
+            "grep",
+            "-q",
+            ":20FB [0-9A-F]*:0000 0A",
+            "/proc/net/tcp",
+            "/proc/net/tcp6",
+        ])
+        .status
+        .success()
+    });
 
     // Containers sharing that network namespace, with postStart probes: a listening server
     // is reached (by IP literal, by `localhost` from the container's /etc/hosts, and by the
@@ -461,6 +525,8 @@ fn probes_reach_the_containers_loopback_and_never_the_hosts() {
         r#"{"httpGet":{"path":"/index.html","port":8080,"host":"127.0.0.1"}}"#.to_string(),
         r#"{"httpGet":{"path":"/index.html","port":8080,"host":"localhost"}}"#.to_string(),
         r#"{"tcpSocket":{"port":8080}}"#.to_string(),
+        // HTTPS without certificate verification (self-signed), as kubelet.
+        r#"{"httpGet":{"path":"/","port":8443,"host":"127.0.0.1","scheme":"HTTPS"}}"#.to_string(),
     ];
     for handler in ok {
         let id = unique("pr");
@@ -481,6 +547,10 @@ fn probes_reach_the_containers_loopback_and_never_the_hosts() {
         (
             r#"{"httpGet":{"path":"/fail","port":8081,"host":"127.0.0.1"}}"#.to_string(),
             "returned HTTP status 500: broken".to_string(),
+        ),
+        (
+            r#"{"httpGet":{"port":8080,"host":"127.0.0.1","scheme":"HTTPS"}}"#.to_string(),
+            "httpGet https://127.0.0.1:8080/ failed: exchange with 127.0.0.1:8080".to_string(),
         ),
         (
             format!(r#"{{"tcpSocket":{{"port":{host_port},"host":"127.0.0.1"}}}}"#),

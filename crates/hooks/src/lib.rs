@@ -62,6 +62,7 @@ mod probe;
 mod record;
 mod signal;
 mod termination;
+mod tls;
 
 pub use config::{ConfigError, ContainerKind, HookConfig, HookOutput, PostStartOrder};
 pub use handler::{Handler, HandlerError, HttpGet, Scheme, TcpSocket};

@@ -6,8 +6,7 @@
 //! server in tests.
 //!
 //! Names are resolved with the container's own /etc/hosts and resolv.conf contents (a small
-//! UDP stub resolver, see `dns.rs`). HTTPS is not implemented yet
-//! ([`ProbeError::HttpsUnimplemented`]).
+//! UDP stub resolver, see `dns.rs`). HTTPS does not verify certificates (`tls.rs`).
 
 use std::{
     io::{self, Read, Write},
@@ -19,6 +18,7 @@ use crate::{
     dns::{self, LookupError, ResolvConf},
     handler::{Handler, HttpGet, Scheme, TcpSocket},
     output::HookFailure,
+    tls,
 };
 
 /// Bound on what is read of a response, status line, headers and body together.
@@ -75,8 +75,12 @@ pub enum ProbeError {
         addr: SocketAddr,
         reason: &'static str,
     },
-    #[error("HTTPS is not implemented yet")]
-    HttpsUnimplemented,
+    #[error("TLS with {addr}: {source}")]
+    Tls {
+        addr: SocketAddr,
+        #[source]
+        source: Box<rustls::Error>,
+    },
     #[error("stopped after {MAX_REDIRECTS} redirects")]
     TooManyRedirects,
     #[error("redirect to an unusable location {location:?}")]
@@ -350,13 +354,20 @@ pub(crate) fn http_get(
     let origin = target.host.clone();
     let mut redirects = 0;
     loop {
-        if target.scheme == Scheme::Https {
-            return Err(ProbeError::HttpsUnimplemented);
-        }
         let ips = resolve_host(&target.host, files, deadline)?;
-        let (mut stream, addr) = connect_any(&ips, target.port, connect, deadline)?;
+        let (stream, addr) = connect_any(&ips, target.port, connect, deadline)?;
         let request = build_request(&target, &h.headers);
-        let (status, location, body) = exchange(&mut stream, addr, &request, deadline)?;
+        let (status, location, body) = match target.scheme {
+            Scheme::Http => exchange(&mut Plain(stream), addr, &request, deadline)?,
+            Scheme::Https => {
+                let mut tls =
+                    tls::client(stream, &target.host).map_err(|source| ProbeError::Tls {
+                        addr,
+                        source: Box::new(source),
+                    })?;
+                exchange(&mut tls, addr, &request, deadline)?
+            }
+        };
         let response = HttpResponse {
             status,
             url: target.url(),
@@ -418,9 +429,44 @@ fn build_request(t: &Target, headers: &[(String, String)]) -> Vec<u8> {
     req.into_bytes()
 }
 
+/// A connection to exchange a request over: plain TCP or TLS on top of it.
+trait Transport: Read + Write {
+    fn socket(&self) -> &TcpStream;
+}
+
+struct Plain(TcpStream);
+
+impl Read for Plain {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Write for Plain {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl Transport for Plain {
+    fn socket(&self) -> &TcpStream {
+        &self.0
+    }
+}
+
+impl Transport for tls::TlsStream {
+    fn socket(&self) -> &TcpStream {
+        &self.sock
+    }
+}
+
 /// Sends the request, reads at most [`RESPONSE_LIMIT`] bytes: (status, Location, body).
 fn exchange(
-    stream: &mut TcpStream,
+    stream: &mut impl Transport,
     addr: SocketAddr,
     request: &[u8],
     deadline: Instant,
@@ -430,9 +476,16 @@ fn exchange(
         _ => ProbeError::Io { addr, source },
     };
     stream
+        .socket()
         .set_write_timeout(Some(remaining(deadline)?))
         .map_err(io_err)?;
+    // With TLS the handshake happens here; its reads need a timeout too.
+    stream
+        .socket()
+        .set_read_timeout(Some(remaining(deadline)?))
+        .map_err(io_err)?;
     stream.write_all(request).map_err(io_err)?;
+    stream.flush().map_err(io_err)?;
 
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
@@ -458,7 +511,10 @@ fn exchange(
             Err(_) if head_end.is_some() => break,
             Err(e) => return Err(e),
         };
-        stream.set_read_timeout(Some(left)).map_err(io_err)?;
+        stream
+            .socket()
+            .set_read_timeout(Some(left))
+            .map_err(io_err)?;
         let want = (RESPONSE_LIMIT - buf.len()).min(chunk.len());
         let n = match stream.read(&mut chunk[..want]) {
             Ok(n) => n,
@@ -866,9 +922,12 @@ mod tests {
         let (port, _rx) = serve(vec![b"SSH-2.0-nope\r\n\r\n".to_vec()]);
         let e = run(&get("/", port, vec![])).unwrap_err();
         assert!(e.to_string().contains("no HTTP/1.x status line"), "{e}");
+        // HTTPS to a server that does not speak TLS: a TLS error, not a response.
+        let (port, _rx) = serve(vec![b"HTTP/1.1 200 OK\r\n\r\n".to_vec()]);
         let mut h = get("/", port, vec![]);
         h.scheme = Scheme::Https;
-        assert!(matches!(run(&h), Err(ProbeError::HttpsUnimplemented)));
+        let e = run(&h).unwrap_err();
+        assert!(matches!(e, ProbeError::Io { .. }), "{e}");
         // A port nobody listens on: bind, learn the port, close.
         let closed = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .unwrap()
