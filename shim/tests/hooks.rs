@@ -166,6 +166,46 @@ async fn failed_post_start_stops_the_container_without_task_start(env: &Env) {
     assert_eq!(records[0]["output_tail"], "oops");
 }
 
+/// A missing binary, and an entrypoint that exits before the hook is done.
+async fn post_start_spawn_failure_and_early_exit(env: &Env) {
+    let id = unique("psmiss");
+    let _b = env
+        .create(
+            &id,
+            FOREVER,
+            &[(PS, r#"{"exec":{"command":["/no/such/binary"]}}"#.into())],
+        )
+        .await;
+    let err = env.shim.start(&id, "").await.expect_err("start fails");
+    assert!(
+        err.to_string()
+            .starts_with("postStart hook failed: exec [/no/such/binary] could not be started: "),
+        "{err}"
+    );
+    assert_eq!(env.status(&id), Status::STOPPED);
+    env.delete(&id).await;
+
+    env.sink.0.lock().unwrap().clear();
+    let id = unique("psearly");
+    let _b = env
+        .create(
+            &id,
+            &["/bin/sh", "-c", "exit 5"],
+            &[(PS, exec("sleep 100"))],
+        )
+        .await;
+    let err = env.shim.start(&id, "").await.expect_err("start fails");
+    assert_eq!(
+        err.to_string(),
+        "postStart hook failed: container exited (5) before postStart completed: exec [/bin/sh -c sleep 100]"
+    );
+    env.delete(&id).await;
+    assert_eq!(
+        env.events(),
+        vec![("create", 0), ("exit", 5), ("delete", 5)]
+    );
+}
+
 /// The hook runs on its own: a Start call whose caller went away still ends in TaskStart.
 async fn dropped_start_call_does_not_stop_post_start(env: &Env) {
     let id = unique("psdrop");
@@ -620,6 +660,7 @@ fn main() {
             };
         }
         run!(failed_post_start_stops_the_container_without_task_start);
+        run!(post_start_spawn_failure_and_early_exit);
         run!(dropped_start_call_does_not_stop_post_start);
         run!(start_deadline_caps_post_start);
         run!(concurrent_post_start_running_state_second_start_and_exec);
