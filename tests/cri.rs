@@ -581,3 +581,539 @@ fn lc_stop_timeout_and_pod_stop() {
 fn lc_pod_network() {
     pod_network(HANDLER_LC);
 }
+
+// Lifecycle hooks through CRI (our shim only: containerd's runc shim has none). Hooks come from
+// pod annotations (containerd passes `*lifecycle.shim/*`); kubelet's own container annotations
+// (`io.kubernetes.*`) come as CreateContainer annotations.
+
+/// Records the stop signal it gets into `/shared/$NAME` and exits 0 on TERM or QUIT.
+/// `sleep & wait` lets a trap run at once instead of after the sleep.
+const RECORDER: &str = "trap 'echo TERM >> /shared/$NAME; exit 0' TERM; \
+                        trap 'echo QUIT >> /shared/$NAME; exit 0' QUIT; \
+                        echo ready; while :; do sleep 1 & wait $!; done";
+/// Records TERM into `/shared/$NAME` and carries on: only SIGKILL stops it.
+const IGNORER: &str = "trap 'echo TERM >> /shared/$NAME' TERM; \
+                       echo ready; while :; do sleep 1 & wait $!; done";
+
+fn exec_handler(script: &str) -> String {
+    serde_json::json!({"exec": {"command": ["/bin/sh", "-c", script]}}).to_string()
+}
+
+/// A host directory mounted at `/shared` in a test's containers, where entrypoints and hooks
+/// record what happened, in order; the test reads it from the host.
+struct Shared(std::path::PathBuf);
+
+impl Shared {
+    fn new(cri: &Cri) -> Self {
+        let dir = cri.dir.path().join("shared");
+        std::fs::create_dir_all(&dir).expect("mkdir shared");
+        Shared(dir)
+    }
+
+    /// Container `name` running `script` with `/bin/sh -c`, `/shared` mounted and `NAME` set.
+    fn container(
+        &self,
+        pod: &api::PodSandboxConfig,
+        name: &str,
+        image: &str,
+        script: &str,
+        annotations: &[(&str, &str)],
+    ) -> api::ContainerConfig {
+        let (command, args): (&[&str], &[&str]) = if script.is_empty() {
+            (&[], &[])
+        } else {
+            (&["/bin/sh", "-c"], std::slice::from_ref(&script))
+        };
+        let mut c = container_config(pod, name, image, command, args, annotations);
+        c.mounts.push(api::Mount {
+            container_path: "/shared".to_owned(),
+            host_path: self.0.display().to_string(),
+            ..Default::default()
+        });
+        c.envs.push(api::KeyValue {
+            key: "NAME".to_owned(),
+            value: name.to_owned(),
+        });
+        c
+    }
+
+    fn read(&self, file: &str) -> String {
+        std::fs::read_to_string(self.0.join(file)).unwrap_or_default()
+    }
+}
+
+fn create(
+    cri: &Cri,
+    pod_id: &str,
+    c: &api::ContainerConfig,
+    pod: &api::PodSandboxConfig,
+) -> String {
+    cri.client
+        .create_container(pod_id, c, pod)
+        .unwrap_or_else(|e| panic!("CreateContainer: {e}\n{}", cri.containerd.log()))
+}
+
+/// StartContainer, which must succeed; returns how long it took.
+fn start(cri: &Cri, id: &str) -> Duration {
+    let t = Instant::now();
+    cri.client
+        .start_container(id)
+        .unwrap_or_else(|e| panic!("StartContainer: {e}\n{}", cri.containerd.log()));
+    t.elapsed()
+}
+
+/// StopContainer(timeout), which must succeed; returns how long it took.
+fn stop(cri: &Cri, id: &str, timeout: i64) -> Duration {
+    let t = Instant::now();
+    cri.client
+        .stop_container(id, timeout)
+        .unwrap_or_else(|e| panic!("StopContainer: {e}\n{}", cri.containerd.log()));
+    t.elapsed()
+}
+
+/// Whether containerd sent its own SIGKILL at the end of StopContainer's timeout
+/// (`Kill container "<id>"`; without a timeout it is never logged for a stop).
+fn containerd_killed(cri: &Cri, id: &str) -> bool {
+    cri.containerd
+        .log()
+        .lines()
+        .any(|l| l.contains(&format!(r#"Kill container \"{id}\""#)))
+}
+
+fn exec_out(cri: &Cri, id: &str, script: &str) -> String {
+    let out = cri
+        .client
+        .exec_sync(id, &["/bin/sh", "-c", script], Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("ExecSync {script}: {e}"));
+    assert_eq!(
+        out.exit_code,
+        0,
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Removes the pod's containers and the pod, and asserts nothing is left.
+fn remove_all(cri: &Cri, pod_id: &str, ids: &[&str]) {
+    for id in ids {
+        cri.client.remove_container(id).expect("RemoveContainer");
+    }
+    cri.client.stop_pod_sandbox(pod_id).expect("StopPodSandbox");
+    cri.client
+        .remove_pod_sandbox(pod_id)
+        .expect("RemovePodSandbox");
+    assert!(cri.client.list_containers(None).expect("list").is_empty());
+    assert!(cri.client.list_pod_sandbox().expect("list").is_empty());
+    cri.containerd.assert_clean();
+}
+
+/// A two-container pod with different hooks per container: `web` has its own postStart and
+/// preStop (per-container keys), `sidecar` takes the plain postStart and opts out of the plain
+/// preStop with `none`. postStart has run when StartContainer returns; preStop runs before
+/// the stop signal; the grace period is the pod annotation's (3 s), not kubelet's (30 s), and
+/// the shim's SIGKILL at 3 s comes before containerd's at StopContainer's 10 s; kubelet's
+/// `io.kubernetes.container.preStopHandler` is never run.
+#[test]
+fn lc_pod_hooks_per_container() {
+    let cri = Cri::start();
+    let shared = Shared::new(&cri);
+    let image = app_image(&cri);
+    let plain_post_start = exec_handler("sleep 1; echo \"plain $NAME\" > /post-start");
+    let web_post_start = exec_handler("sleep 1; echo 'web own' > /post-start");
+    let plain_pre_stop = exec_handler("echo 'plain pre-stop' >> /shared/$NAME");
+    let web_pre_stop = exec_handler("sleep 1; echo 'web pre-stop' >> /shared/web");
+    let pod = cri.pod_config(
+        "hooks-pod",
+        &[
+            ("lifecycle.shim/post-start", &plain_post_start),
+            ("post-start.lifecycle.shim/web", &web_post_start),
+            ("lifecycle.shim/pre-stop", &plain_pre_stop),
+            ("pre-stop.lifecycle.shim/web", &web_pre_stop),
+            ("pre-stop.lifecycle.shim/sidecar", "none"),
+            ("lifecycle.shim/termination-grace-period-seconds", "3"),
+        ],
+    );
+    let pod_id = cri
+        .client
+        .run_pod_sandbox(&pod, HANDLER_LC)
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", cri.containerd.log()));
+    // What kubelet writes for a pod with terminationGracePeriodSeconds 30 and a preStop in its
+    // `lifecycle` field: the shim must not run that handler.
+    let kubelet_pre_stop = exec_handler("echo kubelet >> /shared/kubelet-ran");
+    let kubelet = [
+        ("io.kubernetes.pod.terminationGracePeriod", "30"),
+        (
+            "io.kubernetes.container.preStopHandler",
+            kubelet_pre_stop.as_str(),
+        ),
+    ];
+    let web = shared.container(&pod, "web", &image, RECORDER, &kubelet);
+    let sidecar = shared.container(&pod, "sidecar", &image, IGNORER, &kubelet);
+    let web_id = create(&cri, &pod_id, &web, &pod);
+    let sidecar_id = create(&cri, &pod_id, &sidecar, &pod);
+
+    for (id, name, expect) in [
+        (&web_id, "web", "web own\n"),
+        (&sidecar_id, "sidecar", "plain sidecar\n"),
+    ] {
+        let took = start(&cri, id);
+        // Read at once through the container: the hook wrote it after its 1 s sleep.
+        assert_eq!(
+            exec_out(&cri, id, "cat /post-start"),
+            expect,
+            "{name}'s postStart had run when StartContainer returned"
+        );
+        assert!(
+            took >= Duration::from_secs(1),
+            "StartContainer of {name} waited for the 1 s postStart, took {took:?}"
+        );
+        assert_eq!(
+            state(&cri, id).state,
+            api::ContainerState::ContainerRunning as i32
+        );
+    }
+    wait_log(&pod, &web, "ready");
+    wait_log(&pod, &sidecar, "ready");
+
+    let took = stop(&cri, &web_id, 10);
+    assert_eq!(
+        shared.read("web"),
+        "web pre-stop\nTERM\n",
+        "web's own preStop, then SIGTERM"
+    );
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(3),
+        "preStop (1 s), then the trap exits: took {took:?}"
+    );
+    let status = state(&cri, &web_id);
+    assert_eq!(status.state, api::ContainerState::ContainerExited as i32);
+    assert_eq!((status.exit_code, status.reason.as_str()), (0, "Completed"));
+    assert!(!containerd_killed(&cri, &web_id));
+
+    let took = stop(&cri, &sidecar_id, 10);
+    assert_eq!(
+        shared.read("sidecar"),
+        "TERM\n",
+        "`none` opts the sidecar out of the plain preStop; SIGTERM at once"
+    );
+    assert!(
+        took >= Duration::from_millis(2900) && took < Duration::from_secs(6),
+        "the shim's SIGKILL at the pod annotation's 3 s, not kubelet's 30 s nor containerd's \
+         10 s: took {took:?}"
+    );
+    let status = state(&cri, &sidecar_id);
+    assert_eq!(status.state, api::ContainerState::ContainerExited as i32);
+    assert_eq!(status.exit_code, 137, "SIGKILL: {status:?}");
+    assert!(
+        !containerd_killed(&cri, &sidecar_id),
+        "the shim killed it, not containerd:\n{}",
+        stop_log_lines(&cri, &sidecar_id).join("\n")
+    );
+    eprintln!(
+        "StopContainer of the sidecar in the containerd log:\n{}",
+        stop_log_lines(&cri, &sidecar_id).join("\n")
+    );
+    assert_eq!(
+        shared.read("kubelet-ran"),
+        "",
+        "kubelet's preStopHandler is never run by the shim"
+    );
+
+    remove_all(&cri, &pod_id, &[&web_id, &sidecar_id]);
+}
+
+/// With no grace key in the pod, a pre-stop's grace period is kubelet's
+/// `io.kubernetes.pod.terminationGracePeriod`; whichever SIGKILL comes first wins, the shim's
+/// at that grace or containerd's at StopContainer's timeout; that annotation alone (the
+/// pre-stop opted out) starts no timer.
+#[test]
+fn lc_grace_from_kubelet_and_containerd_timeout() {
+    let cri = Cri::start();
+    let shared = Shared::new(&cri);
+    let image = app_image(&cri);
+    let pre_stop = exec_handler("echo pre-stop >> /shared/$NAME");
+    let pod = cri.pod_config(
+        "grace-pod",
+        &[
+            ("lifecycle.shim/pre-stop", &pre_stop),
+            ("pre-stop.lifecycle.shim/no-hook", "none"),
+        ],
+    );
+    let pod_id = cri
+        .client
+        .run_pod_sandbox(&pod, HANDLER_LC)
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", cri.containerd.log()));
+    // (name, kubelet's grace, StopContainer timeout, who kills, when, what the container saw)
+    let cases = [
+        ("short", "3", 10, "shim", 3, "pre-stop\nTERM\n"),
+        ("long", "30", 2, "containerd", 2, "pre-stop\nTERM\n"),
+        ("no-hook", "1", 4, "containerd", 4, "TERM\n"),
+    ];
+    let ids: Vec<String> = cases
+        .iter()
+        .map(|(name, grace, ..)| {
+            let c = shared.container(
+                &pod,
+                name,
+                &image,
+                IGNORER,
+                &[("io.kubernetes.pod.terminationGracePeriod", grace)],
+            );
+            let id = create(&cri, &pod_id, &c, &pod);
+            start(&cri, &id);
+            wait_log(&pod, &c, "ready");
+            id
+        })
+        .collect();
+
+    // Stopped together, as kubelet stops a pod's containers.
+    let took: Vec<Duration> = std::thread::scope(|s| {
+        let stops: Vec<_> = cases
+            .iter()
+            .zip(&ids)
+            .map(|((_, _, timeout, ..), id)| s.spawn(|| stop(&cri, id, *timeout)))
+            .collect();
+        stops.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for ((name, grace, timeout, killer, secs, seen), (id, took)) in
+        cases.iter().zip(ids.iter().zip(took))
+    {
+        eprintln!(
+            "{name}: grace {grace}, timeout {timeout}: StopContainer took {took:?}\n{}",
+            stop_log_lines(&cri, id).join("\n")
+        );
+        assert_eq!(&shared.read(name), seen, "{name}");
+        let at = Duration::from_secs(*secs);
+        assert!(
+            took >= at - Duration::from_millis(100) && took < at + Duration::from_secs(2),
+            "{name}: SIGKILL by {killer} at {secs} s, took {took:?}"
+        );
+        assert_eq!(
+            containerd_killed(&cri, id),
+            *killer == "containerd",
+            "{name}: SIGKILL by {killer}"
+        );
+        let status = state(&cri, id);
+        assert_eq!(status.exit_code, 137, "{name}: {status:?}");
+    }
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    remove_all(&cri, &pod_id, &refs);
+}
+
+/// A failing postStart fails StartContainer with the hook's message, and ContainerStatus shows
+/// it: EXITED, reason `StartError`, exit code 128 (containerd's values for a failed start).
+#[test]
+fn lc_failed_post_start_in_container_status() {
+    let cri = Cri::start();
+    let image = app_image(&cri);
+    let pod = cri.pod_config(
+        "fail-pod",
+        &[(
+            "lifecycle.shim/post-start",
+            &exec_handler("echo boom >&2; exit 3"),
+        )],
+    );
+    let pod_id = cri
+        .client
+        .run_pod_sandbox(&pod, HANDLER_LC)
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", cri.containerd.log()));
+    let c = container_config(&pod, "app", &image, &[], &[], &[]);
+    let id = create(&cri, &pod_id, &c, &pod);
+    let err = cri
+        .client
+        .start_container(&id)
+        .expect_err("StartContainer fails with the postStart");
+    eprintln!("StartContainer: {:?}: {}", err.code(), err.message());
+    let hook_msg =
+        "postStart hook failed: exec [/bin/sh -c echo boom >&2; exit 3] exited with code 3: boom";
+    assert!(err.message().contains(hook_msg), "{err}");
+    let status = state(&cri, &id);
+    eprintln!(
+        "ContainerStatus: state {:?}, reason {:?}, exit code {}, message {:?}",
+        status.state(),
+        status.reason,
+        status.exit_code,
+        status.message
+    );
+    assert_eq!(status.state, api::ContainerState::ContainerExited as i32);
+    assert_eq!(status.reason, "StartError");
+    assert_eq!(status.exit_code, 128);
+    assert!(status.message.contains(hook_msg), "{status:?}");
+    remove_all(&cri, &pod_id, &[&id]);
+}
+
+/// The image's STOPSIGNAL (SIGQUIT) is what StopContainer asks for, and what the shim forwards
+/// after the preStop.
+#[test]
+fn lc_image_stop_signal_after_pre_stop() {
+    let cri = Cri::start();
+    let shared = Shared::new(&cri);
+    let image = cri.import_image("quitter", &["/bin/sh", "-c"], &[RECORDER], Some("SIGQUIT"));
+    let pod = cri.pod_config(
+        "quit-pod",
+        &[(
+            "lifecycle.shim/pre-stop",
+            &exec_handler("echo pre-stop >> /shared/$NAME"),
+        )],
+    );
+    let pod_id = cri
+        .client
+        .run_pod_sandbox(&pod, HANDLER_LC)
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", cri.containerd.log()));
+    // The image's own entrypoint and cmd.
+    let c = shared.container(&pod, "quitter", &image, "", &[]);
+    let id = create(&cri, &pod_id, &c, &pod);
+    start(&cri, &id);
+    wait_log(&pod, &c, "ready");
+    let took = stop(&cri, &id, 10);
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert_eq!(shared.read("quitter"), "pre-stop\nQUIT\n");
+    let lines = stop_log_lines(&cri, &id);
+    assert!(
+        lines.iter().any(|l| l.contains("with signal quit")),
+        "containerd asked for SIGQUIT: {lines:#?}"
+    );
+    assert_eq!(state(&cri, &id).exit_code, 0);
+    remove_all(&cri, &pod_id, &[&id]);
+}
+
+/// A bad hook annotation fails RunPodSandbox at once (the sandbox's copy is validated), with
+/// the key named, and leaves nothing behind.
+#[test]
+fn lc_bad_annotation_fails_run_pod_sandbox() {
+    let cri = Cri::start();
+    for (key, value, what) in [
+        (
+            "lifecycle.shim/pre-stop",
+            r#"{"sleep":{"seconds":-1}}"#,
+            "sleep.seconds -1 is negative",
+        ),
+        (
+            "post-start.lifecycle.shim/web",
+            r#"{"exec":{"command":[]}}"#,
+            "exec.command is empty",
+        ),
+        (
+            "lifecycle.shim/termination-grace-period-seconds",
+            "soon",
+            "is not an integer >= 0",
+        ),
+        ("lifecycle.shim/post-strat", "none", "unknown setting"),
+    ] {
+        let pod = cri.pod_config("bad-pod", &[(key, value)]);
+        let t = Instant::now();
+        let err = cri
+            .client
+            .run_pod_sandbox(&pod, HANDLER_LC)
+            .expect_err("RunPodSandbox fails");
+        eprintln!("{key}={value}: {:?}: {}", err.code(), err.message());
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        assert!(
+            err.message().contains(key) && err.message().contains(what),
+            "{key}: {err}"
+        );
+        assert!(cri.client.list_pod_sandbox().expect("list").is_empty());
+        cri.containerd.assert_clean();
+    }
+}
+
+/// How containerd goes down in [`restart_during_post_start`].
+#[derive(Debug, PartialEq)]
+enum Restart {
+    /// SIGKILL, as a crash or an OOM kill: nothing in containerd runs on the way down.
+    Crash,
+    /// SIGTERM, as `systemctl restart containerd`: containerd 1.6 cancels the CRI calls in
+    /// flight, and the failed StartContainer's cleanup runs (Kill SIGKILL `all`, then Delete).
+    Graceful,
+}
+
+/// containerd restarted while a postStart runs (StartContainer blocked in it, on its own
+/// connection), then the pod removed.
+fn restart_during_post_start(how: Restart) {
+    let mut cri = Cri::start();
+    let shared = Shared::new(&cri);
+    let image = app_image(&cri);
+    let pod = cri.pod_config(
+        "restart-hook-pod",
+        &[(
+            "lifecycle.shim/post-start",
+            &exec_handler(
+                "echo started >> /shared/hook-runs; sleep 3; echo done >> /shared/hook-runs",
+            ),
+        )],
+    );
+    let pod_id = cri
+        .client
+        .run_pod_sandbox(&pod, HANDLER_LC)
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", cri.containerd.log()));
+    let c = shared.container(&pod, "app", &image, RECORDER, &[]);
+    let id = create(&cri, &pod_id, &c, &pod);
+
+    let address = cri.containerd.address.clone();
+    let starting = {
+        let id = id.clone();
+        std::thread::spawn(move || cri::Client::new(&address).start_container(&id))
+    };
+    wait_for(Duration::from_secs(10), "the postStart to begin", || {
+        (shared.read("hook-runs") == "started\n").then_some(())
+    });
+    match how {
+        Restart::Crash => cri.crash_and_restart(),
+        Restart::Graceful => cri.restart(),
+    }
+    assert_eq!(
+        shared.read("hook-runs"),
+        "started\n",
+        "the restart happened while the hook ran"
+    );
+    let res = starting.join().expect("StartContainer thread");
+    eprintln!("{how:?}: StartContainer across the restart: {res:?}");
+    res.expect_err("the StartContainer call was cut by the restart");
+
+    // The hook's 3 s are over; a re-run would have written `started` again by now.
+    std::thread::sleep(Duration::from_secs(3));
+    let runs = shared.read("hook-runs");
+    let status = state(&cri, &id);
+    eprintln!(
+        "{how:?}: hook runs {runs:?}; ContainerStatus: state {:?}, reason {:?}, exit code {}, \
+         message {:?}",
+        status.state(),
+        status.reason,
+        status.exit_code,
+        status.message
+    );
+    if how == Restart::Crash {
+        assert_eq!(runs, "started\ndone\n", "the hook completed exactly once");
+        assert_eq!(
+            status.state,
+            api::ContainerState::ContainerRunning as i32,
+            "{status:?}\n{}",
+            cri.containerd.log()
+        );
+        assert_eq!(exec_out(&cri, &id, "echo alive"), "alive\n");
+        stop(&cri, &id, 10);
+        assert_eq!(shared.read("app"), "TERM\n");
+        assert_eq!(state(&cri, &id).exit_code, 0);
+    } else {
+        // Cancelled by the cleanup's SIGKILL, or not: never run twice.
+        assert!(runs == "started\n" || runs == "started\ndone\n", "{runs:?}");
+        stop(&cri, &id, 2);
+    }
+    remove_all(&cri, &pod_id, &[&id]);
+}
+
+/// containerd crashes while a postStart runs: after the restart the container is RUNNING
+/// (CRI finds the task RUNNING, not CREATED, so it keeps it) and the hook completed once.
+#[test]
+fn lc_containerd_crash_during_post_start() {
+    restart_during_post_start(Restart::Crash);
+}
+
+/// containerd stopped gracefully while a postStart runs: CRI's cleanup of the cut
+/// StartContainer kills the container (see docs/kubernetes.md); the hook never runs twice and
+/// the pod is removed without leftovers.
+#[test]
+fn lc_containerd_graceful_restart_during_post_start() {
+    restart_during_post_start(Restart::Graceful);
+}

@@ -426,6 +426,24 @@ impl Cri {
         self.wait_ready();
     }
 
+    /// Kills containerd with SIGKILL, as a crash or an OOM kill would (no shutdown: a CRI call
+    /// in flight gets no cleanup), then starts it again as [`Cri::restart`] does. A graceful
+    /// stop is different: containerd 1.6 fails the CRI calls in flight, and their cleanup runs
+    /// (see docs/kubernetes.md).
+    pub fn crash_and_restart(&mut self) {
+        let pid = self.containerd.pid();
+        // SAFETY: plain signal delivery to the daemon this Cri started (not reaped yet, so the
+        // pid cannot have been reused).
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        wait_for(Duration::from_secs(10), "containerd to die", || {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // The state follows the command name in parentheses; a zombie is dead.
+            let state = stat.rsplit_once(") ").map(|(_, rest)| rest.as_bytes()[0]);
+            matches!(state, None | Some(b'Z')).then_some(())
+        });
+        self.restart();
+    }
+
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
