@@ -1030,18 +1030,21 @@ enum Restart {
 
 /// containerd restarted while a postStart runs (StartContainer blocked in it, on its own
 /// connection), then the pod removed.
-fn restart_during_post_start(how: Restart) {
+fn restart_during_post_start(how: Restart, order: &str) {
     let mut cri = Cri::start();
     let shared = Shared::new(&cri);
     let image = app_image(&cri);
     let pod = cri.pod_config(
         "restart-hook-pod",
-        &[(
-            "lifecycle.shim/post-start",
-            &exec_handler(
-                "echo started >> /shared/hook-runs; sleep 3; echo done >> /shared/hook-runs",
+        &[
+            (
+                "lifecycle.shim/post-start",
+                &exec_handler(
+                    "echo started >> /shared/hook-runs; sleep 3; echo done >> /shared/hook-runs",
+                ),
             ),
-        )],
+            ("lifecycle.shim/post-start-order", order),
+        ],
     );
     let pod_id = cri
         .client
@@ -1068,7 +1071,7 @@ fn restart_during_post_start(how: Restart) {
         "the restart happened while the hook ran"
     );
     let res = starting.join().expect("StartContainer thread");
-    eprintln!("{how:?}: StartContainer across the restart: {res:?}");
+    eprintln!("{how:?} ({order}): StartContainer across the restart: {res:?}");
     res.expect_err("the StartContainer call was cut by the restart");
 
     // The hook's 3 s are over; a re-run would have written `started` again by now.
@@ -1076,14 +1079,27 @@ fn restart_during_post_start(how: Restart) {
     let runs = shared.read("hook-runs");
     let status = state(&cri, &id);
     eprintln!(
-        "{how:?}: hook runs {runs:?}; ContainerStatus: state {:?}, reason {:?}, exit code {}, \
-         message {:?}",
+        "{how:?} ({order}): hook runs {runs:?}; ContainerStatus: state {:?}, reason {:?}, \
+         exit code {}, message {:?}",
         status.state(),
         status.reason,
         status.exit_code,
         status.message
     );
-    if how == Restart::Crash {
+    if order == "before-entrypoint" {
+        // The task was still CREATED: CRI's recovery deleted it (Kill SIGKILL `all`, which
+        // cancelled the hook, then Delete) and keeps the container as CREATED.
+        assert_eq!(runs, "started\n", "the hook was cancelled, never re-run");
+        assert_eq!(
+            status.state,
+            api::ContainerState::ContainerCreated as i32,
+            "{status:?}"
+        );
+        assert!(
+            !container_log(&pod, &c).contains("ready"),
+            "the entrypoint never ran"
+        );
+    } else if how == Restart::Crash {
         assert_eq!(runs, "started\ndone\n", "the hook completed exactly once");
         assert_eq!(
             status.state,
@@ -1107,7 +1123,15 @@ fn restart_during_post_start(how: Restart) {
 /// (CRI finds the task RUNNING, not CREATED, so it keeps it) and the hook completed once.
 #[test]
 fn lc_containerd_crash_during_post_start() {
-    restart_during_post_start(Restart::Crash);
+    restart_during_post_start(Restart::Crash, "concurrent");
+}
+
+/// containerd crashes while a `before-entrypoint` postStart runs: the task is still CREATED,
+/// so CRI's recovery deletes it; the container stays CREATED in CRI and its entrypoint never
+/// ran (kubelet would create a new one).
+#[test]
+fn lc_containerd_crash_during_before_entrypoint_post_start() {
+    restart_during_post_start(Restart::Crash, "before-entrypoint");
 }
 
 /// containerd stopped gracefully while a postStart runs: CRI's cleanup of the cut
@@ -1115,5 +1139,5 @@ fn lc_containerd_crash_during_post_start() {
 /// the pod is removed without leftovers.
 #[test]
 fn lc_containerd_graceful_restart_during_post_start() {
-    restart_during_post_start(Restart::Graceful);
+    restart_during_post_start(Restart::Graceful, "concurrent");
 }
