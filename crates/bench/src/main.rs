@@ -5,15 +5,20 @@
 //! Usage: `lifecycle-bench [--quick] [--runs N] [--out docs/benchmarks.md]`; `scripts/bench`
 //! builds the release shim and runs it. `--quick` uses tiny counts (the smoke test in the
 //! test suite runs it so the harness cannot silently rot; its numbers mean nothing).
+//!
+//! The binary is also the command that runs a bundle through the runtime library
+//! (`lifecycle-bench __run-bundle ...`, compared with `runc run`), and therefore its own helper
+//! executable, as the shim is.
 
+mod hooks;
 mod measure;
+mod phases;
 mod report;
+mod runtime_cmd;
 mod stats;
 mod svg;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
-
-use lifecycle_testsupport::containerd::{Containerd, Options};
 
 /// The two runtimes compared, ours first.
 pub const RUNTIMES: [Runtime; 2] = [
@@ -44,6 +49,8 @@ pub struct Runtime {
 pub struct Plan {
     /// Interleaved runs per runtime for each latency figure.
     pub runs: usize,
+    /// Runs of the grace deadline measurement (each waits out a grace period).
+    pub grace_runs: usize,
     /// Container counts for the memory and concurrency curves.
     pub scale: Vec<usize>,
     /// How long idle shims are watched for CPU use.
@@ -55,7 +62,8 @@ pub struct Plan {
 fn parse_args() -> Result<Plan, String> {
     let mut plan = Plan {
         runs: 30,
-        scale: vec![1, 10, 25, 50],
+        grace_runs: 30,
+        scale: vec![1, 5, 10, 25, 50],
         idle: Duration::from_secs(10),
         out: PathBuf::from("docs/benchmarks.md"),
     };
@@ -64,6 +72,7 @@ fn parse_args() -> Result<Plan, String> {
         match arg.as_str() {
             "--quick" => {
                 plan.runs = 2;
+                plan.grace_runs = 1;
                 plan.scale = vec![1, 2];
                 plan.idle = Duration::from_millis(500);
             }
@@ -72,6 +81,7 @@ fn parse_args() -> Result<Plan, String> {
                 plan.runs = value
                     .parse()
                     .map_err(|_| format!("--runs: {value:?} is not a number"))?;
+                plan.grace_runs = plan.runs;
             }
             "--out" => plan.out = PathBuf::from(args.next().ok_or("--out needs a path")?),
             other => {
@@ -88,6 +98,13 @@ fn parse_args() -> Result<Plan, String> {
 }
 
 fn main() -> ExitCode {
+    // As in the shim: helpers get SIGPIPE's default disposition back before anything else.
+    // SAFETY: signal(2) with a standard disposition, before any thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    lifecycle_runtime::run_helper_if_requested();
+    if std::env::args().nth(1).as_deref() == Some(runtime_cmd::RUN_BUNDLE) {
+        return runtime_cmd::run_bundle(std::env::args().skip(2).collect());
+    }
     let plan = match parse_args() {
         Ok(plan) => plan,
         Err(e) => {
@@ -95,16 +112,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // containerd's debug logging would slow both runtimes and is not what a node runs.
-    let daemon = Containerd::start_with(Options {
-        log_level: Some("info"),
-        ..Options::default()
-    });
-    eprintln!(
-        "lifecycle-bench: private containerd pid {} ready",
-        daemon.pid()
-    );
-    let results = measure::run_all(&daemon, &plan);
+    let results = measure::run_all(&plan);
     let machine = report::Machine::probe();
     match report::write(&plan, &machine, &results) {
         Ok(()) => {

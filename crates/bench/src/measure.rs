@@ -8,9 +8,19 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lifecycle_testsupport::{busybox_rootfs, containerd::Containerd, processes_matching};
+use lifecycle_testsupport::{
+    busybox_rootfs,
+    containerd::{Containerd, Options},
+    processes_matching,
+};
 
-use crate::{Plan, Runtime, RUNTIMES};
+use crate::{
+    hooks::{self, HookResults},
+    phases::{self, PhaseResults},
+    runtime_cmd::{self, RuntimeResults},
+    stats::summarize,
+    Plan, Runtime, RUNTIMES,
+};
 
 /// A value per runtime, in [`RUNTIMES`] order.
 pub type PerRuntime<T> = [T; 2];
@@ -31,6 +41,14 @@ pub struct Results {
     pub memory: Vec<ScalePoint>,
     /// Wall time to start n containers concurrently (`ctr run -d`), milliseconds.
     pub concurrent: Vec<ScalePoint>,
+    /// Median latency of one `ctr run -d` among n started concurrently, milliseconds.
+    pub latency: Vec<ScalePoint>,
+    /// The runtime library run as a command against `runc run`.
+    pub runtime: RuntimeResults,
+    /// Phases of `ctr run --rm` from containerd's debug log.
+    pub phases: PhaseResults,
+    /// postStart cost and grace deadline accuracy (ours only).
+    pub hooks: HookResults,
     /// CPU time (user + system) used by the idle shims of the largest scale over the idle
     /// window, milliseconds (NaN when not measured).
     pub idle_cpu: PerRuntime<f64>,
@@ -40,7 +58,7 @@ pub struct Results {
     pub failures: Vec<String>,
 }
 
-pub fn run_all(daemon: &Containerd, plan: &Plan) -> Results {
+pub fn run_all(plan: &Plan) -> Results {
     let rootfs = tempfile::Builder::new()
         .prefix("lc-bench-rootfs-")
         .tempdir()
@@ -50,9 +68,95 @@ pub fn run_all(daemon: &Containerd, plan: &Plan) -> Results {
         idle_cpu: [f64::NAN; 2],
         ..Results::default()
     };
+    {
+        // containerd's debug logging would slow both runtimes and is not what a node runs.
+        let daemon = Containerd::start_with(Options {
+            log_level: Some("info"),
+            ..Options::default()
+        });
+        eprintln!(
+            "lifecycle-bench: private containerd pid {} ready (log level info)",
+            daemon.pid()
+        );
+        end_to_end(&daemon, plan, rootfs.path(), &mut results);
+        scaling(&daemon, plan, rootfs.path(), &mut results);
+    }
 
     eprintln!(
-        "[1/3] end to end: ctr run --rm /bin/true, {} interleaved runs each",
+        "[3/6] runtime as a command vs runc run: create+start+wait+delete of /bin/true, {} interleaved runs each",
+        plan.runs
+    );
+    results.runtime = runtime_cmd::measure(plan.runs, &mut results.failures);
+    print_medians(&results.runtime.total, ["lifecycle-runtime", "runc run"]);
+
+    {
+        let daemon = Containerd::start_with(Options {
+            log_level: Some("debug"),
+            ..Options::default()
+        });
+        eprintln!(
+            "lifecycle-bench: private containerd pid {} ready (log level debug, for the log timestamps)",
+            daemon.pid()
+        );
+        let rootfs = path(rootfs.path());
+        eprintln!(
+            "[4/6] phases of ctr run --rm from containerd's debug log, {} interleaved runs each",
+            plan.runs
+        );
+        results.phases = phases::measure(&daemon, rootfs, plan.runs, &mut results.failures);
+        eprintln!(
+            "[5/6] Start with a /bin/true exec postStart vs none (ours), {} interleaved runs each",
+            plan.runs
+        );
+        hooks::post_start(
+            &daemon,
+            rootfs,
+            plan.runs,
+            &mut results.hooks,
+            &mut results.failures,
+        );
+        print_medians(&results.hooks.start, ["no hook", "postStart"]);
+        eprintln!(
+            "[6/6] grace deadline: SIGTERM ignored, grace {} s, {} runs",
+            hooks::GRACE_SECONDS,
+            plan.grace_runs
+        );
+        hooks::grace(
+            &daemon,
+            rootfs,
+            plan.grace_runs,
+            &mut results.hooks,
+            &mut results.failures,
+        );
+        eprintln!(
+            "      exit after the deadline: median {:.1} ms",
+            summarize(&results.hooks.grace_late).median
+        );
+    }
+    eprintln!("done");
+    for f in &mut results.failures {
+        // ctr's error output may carry terminal control characters; the report is Markdown.
+        *f = f
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+    }
+    results
+}
+
+fn print_medians(samples: &[Vec<f64>; 2], labels: [&str; 2]) {
+    eprintln!(
+        "      median {}: {:.1} ms, {}: {:.1} ms",
+        labels[0],
+        summarize(&samples[0]).median,
+        labels[1],
+        summarize(&samples[1]).median
+    );
+}
+
+fn end_to_end(daemon: &Containerd, plan: &Plan, rootfs: &Path, results: &mut Results) {
+    eprintln!(
+        "[1/6] end to end: ctr run --rm /bin/true, {} interleaved runs each",
         plan.runs
     );
     for i in 0..plan.runs {
@@ -66,7 +170,7 @@ pub fn run_all(daemon: &Containerd, plan: &Plan) -> Results {
                     "--runtime",
                     RUNTIMES[r].runtime,
                     "--rootfs",
-                    path(rootfs.path()),
+                    path(rootfs),
                     &id,
                     "/bin/true",
                 ])
@@ -86,9 +190,12 @@ pub fn run_all(daemon: &Containerd, plan: &Plan) -> Results {
             eprintln!("      {}/{}", i + 1, plan.runs);
         }
     }
+    print_medians(&results.e2e, [RUNTIMES[0].label, RUNTIMES[1].label]);
+}
 
+fn scaling(daemon: &Containerd, plan: &Plan, rootfs: &Path, results: &mut Results) {
     eprintln!(
-        "[2/3] n containers started concurrently, shim memory per container, n in {:?}",
+        "[2/6] n containers started concurrently, shim memory per container, n in {:?}",
         plan.scale
     );
     let max_n = plan.scale.iter().copied().max().unwrap_or(1);
@@ -101,13 +208,18 @@ pub fn run_all(daemon: &Containerd, plan: &Plan) -> Results {
             n,
             values: [0.0; 2],
         };
+        let mut point_latency = ScalePoint {
+            n,
+            values: [0.0; 2],
+        };
         for r in order(k) {
             let rt = RUNTIMES[r];
             let ids: Vec<String> = (0..n)
                 .map(|j| format!("scale-{}-{n}-{j}", rt.label))
                 .collect();
             let failures_before = results.failures.len();
-            let wall = start_concurrently(daemon, rt, rootfs.path(), &ids, &mut results.failures);
+            let (wall, latencies) =
+                start_concurrently(daemon, rt, rootfs, &ids, &mut results.failures);
             if results.failures.len() == failures_before {
                 wait_running(daemon, &ids, &mut results.failures);
             }
@@ -119,9 +231,11 @@ pub fn run_all(daemon: &Containerd, plan: &Plan) -> Results {
                 f64::NAN
             };
             point_wall.values[r] = if ok { wall } else { f64::NAN };
+            let latency = summarize(&latencies).median;
+            point_latency.values[r] = if ok { latency } else { f64::NAN };
             point_mem.values[r] = kib / n as f64;
             eprintln!(
-                "      {:>9} n={n:<3} start {wall:8.1} ms   memory {:8.0} KiB/container",
+                "      {:>9} n={n:<3} wall {wall:8.1} ms   median per container {latency:8.1} ms   memory {:8.0} KiB/container",
                 rt.label,
                 kib / n as f64
             );
@@ -138,20 +252,12 @@ pub fn run_all(daemon: &Containerd, plan: &Plan) -> Results {
         }
         results.memory.push(point_mem);
         results.concurrent.push(point_wall);
+        results.latency.push(point_latency);
     }
-    eprintln!("[3/3] done");
-    for f in &mut results.failures {
-        // ctr's error output may carry terminal control characters; the report is Markdown.
-        *f = f
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
-    }
-    results
 }
 
 /// Which runtime goes first alternates with `i`.
-fn order(i: usize) -> [usize; 2] {
+pub fn order(i: usize) -> [usize; 2] {
     if i % 2 == 0 {
         [0, 1]
     } else {
@@ -159,7 +265,7 @@ fn order(i: usize) -> [usize; 2] {
     }
 }
 
-fn path(p: &Path) -> &str {
+pub fn path(p: &Path) -> &str {
     p.to_str().expect("temp paths are UTF-8")
 }
 
@@ -169,13 +275,14 @@ fn start_concurrently(
     rootfs: &Path,
     ids: &[String],
     failures: &mut Vec<String>,
-) -> f64 {
+) -> (f64, Vec<f64>) {
     let start = Instant::now();
-    let errors: Vec<String> = thread::scope(|s| {
+    let outcomes: Vec<Result<f64, String>> = thread::scope(|s| {
         let handles: Vec<_> = ids
             .iter()
             .map(|id| {
                 s.spawn(move || {
+                    let t = Instant::now();
                     let out = daemon
                         .ctr_command(&[
                             "run",
@@ -190,19 +297,32 @@ fn start_concurrently(
                         ])
                         .output()
                         .expect("run ctr");
-                    (!out.status.success())
-                        .then(|| format!("{id}: {}", String::from_utf8_lossy(&out.stderr).trim()))
+                    let ms = t.elapsed().as_secs_f64() * 1e3;
+                    if out.status.success() {
+                        Ok(ms)
+                    } else {
+                        Err(format!(
+                            "{id}: {}",
+                            String::from_utf8_lossy(&out.stderr).trim()
+                        ))
+                    }
                 })
             })
             .collect();
         handles
             .into_iter()
-            .filter_map(|h| h.join().expect("ctr thread"))
+            .map(|h| h.join().expect("ctr thread"))
             .collect()
     });
     let wall = start.elapsed().as_secs_f64() * 1e3;
-    failures.extend(errors);
-    wall
+    let mut latencies = Vec::new();
+    for o in outcomes {
+        match o {
+            Ok(ms) => latencies.push(ms),
+            Err(e) => failures.push(e),
+        }
+    }
+    (wall, latencies)
 }
 
 fn wait_running(daemon: &Containerd, ids: &[String], failures: &mut Vec<String>) {
@@ -230,7 +350,7 @@ fn wait_running(daemon: &Containerd, ids: &[String], failures: &mut Vec<String>)
     }
 }
 
-fn remove_all(daemon: &Containerd, ids: &[String], failures: &mut Vec<String>) {
+pub fn remove_all(daemon: &Containerd, ids: &[String], failures: &mut Vec<String>) {
     let tasks = String::from_utf8_lossy(&daemon.ctr_raw(&["task", "ls", "-q"]).stdout).into_owned();
     let containers =
         String::from_utf8_lossy(&daemon.ctr_raw(&["container", "ls", "-q"]).stdout).into_owned();

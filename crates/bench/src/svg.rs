@@ -193,3 +193,73 @@ pub fn line_chart(
     s.push_str("</svg>\n");
     s
 }
+
+/// Colours of the stacked phases, in order.
+const PHASE_COLOURS: [&str; 8] = [
+    "#9e9e9e", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
+];
+
+/// One horizontal bar per row (a runtime), stacked from `segments` (a value per phase), with
+/// a legend of `phases` below.
+pub fn stacked_bars(title: &str, unit: &str, phases: &[&str], rows: &[(&str, Vec<f64>)]) -> String {
+    let legend_rows = phases.len().div_ceil(2) as f64;
+    let height = H + 18.0 * legend_rows;
+    let mut s = header(title).replacen(
+        &format!("height=\"{H}\""),
+        &format!("height=\"{height}\""),
+        1,
+    );
+    let max = nice_max(
+        rows.iter()
+            .map(|(_, v)| v.iter().filter(|x| x.is_finite()).sum::<f64>())
+            .fold(0.0, f64::max),
+    );
+    x_axis(&mut s, max, unit);
+    let band = (H - TOP - BOTTOM) / rows.len().max(1) as f64;
+    let scale = (W - LEFT - RIGHT) / max;
+    for (i, (name, values)) in rows.iter().enumerate() {
+        let y = TOP + band * i as f64 + band * 0.2;
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{:.1}" text-anchor="end">{name}</text>"#,
+            LEFT - 8.0,
+            y + band * 0.3 + 4.0
+        );
+        let mut x = LEFT;
+        for (k, v) in values.iter().enumerate() {
+            if !v.is_finite() || *v <= 0.0 {
+                continue;
+            }
+            let w = v * scale;
+            let _ = writeln!(
+                s,
+                r#"<rect x="{x:.1}" y="{y:.1}" width="{w:.1}" height="{:.1}" fill="{}"><title>{}: {v:.1} {unit}</title></rect>"#,
+                band * 0.6,
+                PHASE_COLOURS[k % PHASE_COLOURS.len()],
+                phases.get(k).copied().unwrap_or("")
+            );
+            x += w;
+        }
+    }
+    for (k, phase) in phases.iter().enumerate() {
+        let x = 20.0 + (k % 2) as f64 * (W / 2.0);
+        let y = H + 4.0 + 18.0 * (k / 2) as f64;
+        let _ = writeln!(
+            s,
+            r#"<rect x="{x}" y="{y}" width="12" height="12" fill="{}"/><text x="{}" y="{}">{}</text>"#,
+            PHASE_COLOURS[k % PHASE_COLOURS.len()],
+            x + 18.0,
+            y + 10.0,
+            escape(phase)
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('`', "")
+}
