@@ -1141,3 +1141,122 @@ fn lc_containerd_crash_during_before_entrypoint_post_start() {
 fn lc_containerd_graceful_restart_during_post_start() {
     restart_during_post_start(Restart::Graceful, "concurrent");
 }
+
+/// An HTTP server for [`lc_probe_hooks_on_the_pod_network`]: busybox httpd on 8080 whose CGI
+/// `/cgi-bin/hook` appends `http <query> from <client address>` to `/shared/client` (httpd
+/// listens on IPv6 too, so an IPv4 client shows as `[::ffff:10.88.77.x]`). The CGI ends its
+/// headers with CRLF: busybox httpd passes them through as they are, and the shim's HTTP client
+/// (unlike kubelet's) does not accept bare LF line ends.
+const HTTP_SERVER: &str = r#"mkdir -p /www/cgi-bin
+cat > /www/cgi-bin/hook <<'EOF'
+#!/bin/sh
+echo "http $QUERY_STRING from $REMOTE_ADDR" >> /shared/client
+printf 'Content-Type: text/plain\r\n\r\nok\n'
+EOF
+chmod +x /www/cgi-bin/hook
+httpd -p 8080 -h /www
+trap 'exit 0' TERM
+echo ready
+while :; do sleep 1 & wait $!; done"#;
+
+/// httpGet hooks under CRI with a pod network from CNI: made from the pod's network namespace
+/// to the pod's own address (the default host), a port named in kubelet's
+/// `io.kubernetes.container.ports`; the postStart request is done when StartContainer returns,
+/// the preStop request comes before the stop signal, and a 404 fails StartContainer.
+#[test]
+fn lc_probe_hooks_on_the_pod_network() {
+    let cri = Cri::start_with(cri::Options {
+        cni: true,
+        ..Default::default()
+    });
+    let shared = Shared::new(&cri);
+    let image = app_image(&cri);
+    let get = |path: &str, port: serde_json::Value| {
+        serde_json::json!({"httpGet": {"path": path, "port": port}}).to_string()
+    };
+    let mut pod = cri.pod_config(
+        "probe-pod",
+        &[
+            (
+                "post-start.lifecycle.shim/client",
+                &get("/cgi-bin/hook?post-start", "web".into()),
+            ),
+            (
+                "pre-stop.lifecycle.shim/client",
+                &get("/cgi-bin/hook?pre-stop", 8080.into()),
+            ),
+            (
+                "post-start.lifecycle.shim/broken",
+                &get("/missing", 8080.into()),
+            ),
+        ],
+    );
+    use_pod_network(&mut pod);
+    let pod_id = cri
+        .client
+        .run_pod_sandbox(&pod, HANDLER_LC)
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", cri.containerd.log()));
+    let ip = cri
+        .client
+        .pod_sandbox_status(&pod_id)
+        .expect("PodSandboxStatus")
+        .status
+        .and_then(|s| s.network)
+        .map(|n| n.ip)
+        .unwrap_or_default();
+    assert!(ip.starts_with("10.88.77."), "pod IP {ip:?}");
+
+    let server = shared.container(&pod, "server", &image, HTTP_SERVER, &[]);
+    let server_id = create(&cri, &pod_id, &server, &pod);
+    start(&cri, &server_id);
+    wait_log(&pod, &server, "ready");
+
+    let ports = r#"[{"name":"web","containerPort":8080,"protocol":"TCP"}]"#;
+    let client = shared.container(
+        &pod,
+        "client",
+        &image,
+        RECORDER,
+        &[("io.kubernetes.container.ports", ports)],
+    );
+    let client_id = create(&cri, &pod_id, &client, &pod);
+    start(&cri, &client_id);
+    assert_eq!(
+        shared.read("client"),
+        format!("http post-start from [::ffff:{ip}]\n"),
+        "the postStart request was made, from the pod's address, when StartContainer returned"
+    );
+    wait_log(&pod, &client, "ready");
+    stop(&cri, &client_id, 10);
+    assert_eq!(
+        shared.read("client"),
+        format!("http post-start from [::ffff:{ip}]\nhttp pre-stop from [::ffff:{ip}]\nTERM\n"),
+        "the preStop request, then SIGTERM"
+    );
+
+    let broken = shared.container(&pod, "broken", &image, RECORDER, &[]);
+    let broken_id = create(&cri, &pod_id, &broken, &pod);
+    let err = cri
+        .client
+        .start_container(&broken_id)
+        .expect_err("a 404 fails the postStart");
+    eprintln!("StartContainer: {}", err.message());
+    // The handler names the default host `<container address>` (the address probed was
+    // the pod's, as the requests above show).
+    assert!(
+        err.message()
+            .contains("postStart hook failed: httpGet http://")
+            && err
+                .message()
+                .contains(":8080/missing returned HTTP status 404: <HTML>"),
+        "{err}"
+    );
+    let status = state(&cri, &broken_id);
+    assert_eq!(
+        (status.reason.as_str(), status.exit_code),
+        ("StartError", 128)
+    );
+
+    stop(&cri, &server_id, 10);
+    remove_all(&cri, &pod_id, &[&client_id, &broken_id, &server_id]);
+}
