@@ -2,7 +2,8 @@
 //! (RunPodSandbox, CreateContainer, StartContainer, ExecSync, StopContainer, RemoveContainer,
 //! StopPodSandbox, RemovePodSandbox), with host-network pods and busybox images built offline.
 //!
-//! Each flow runs against containerd's runc shim (`runc`, the reference) and our shim (`lc`).
+//! The plain flows run against containerd's runc shim (`runc`, the reference) and our shim
+//! (`lc`); the lifecycle hook tests (below the plain flows) run with `lc` only.
 
 use std::time::{Duration, Instant};
 
@@ -610,7 +611,8 @@ impl Shared {
         Shared(dir)
     }
 
-    /// Container `name` running `script` with `/bin/sh -c`, `/shared` mounted and `NAME` set.
+    /// Container `name` running `script` with `/bin/sh -c` (the image's own entrypoint and
+    /// cmd when empty), `/shared` mounted and `NAME` set.
     fn container(
         &self,
         pod: &api::PodSandboxConfig,
@@ -671,8 +673,8 @@ fn stop(cri: &Cri, id: &str, timeout: i64) -> Duration {
     t.elapsed()
 }
 
-/// Whether containerd sent its own SIGKILL at the end of StopContainer's timeout
-/// (`Kill container "<id>"`; without a timeout it is never logged for a stop).
+/// Whether containerd sent its own SIGKILL to `id` (`Kill container "<id>"`: StopContainer
+/// logs it only when its timeout ran out, StopPodSandbox whenever the container still runs).
 fn containerd_killed(cri: &Cri, id: &str) -> bool {
     cri.containerd
         .log()
