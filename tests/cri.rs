@@ -1109,6 +1109,19 @@ fn restart_during_post_start(how: Restart, order: &str) {
             "{status:?}\n{}",
             cri.containerd.log()
         );
+        // The shim held TaskStart until the hook succeeded, then delivered it to the new
+        // daemon (whose log starts at the restart).
+        wait_for(
+            Duration::from_secs(5),
+            "TaskStart at the new containerd",
+            || {
+                cri.containerd
+                    .log()
+                    .lines()
+                    .any(|l| l.contains("event forwarded") && l.contains("topic=/tasks/start"))
+                    .then_some(())
+            },
+        );
         assert_eq!(exec_out(&cri, &id, "echo alive"), "alive\n");
         stop(&cri, &id, 10);
         assert_eq!(shared.read("app"), "TERM\n");
