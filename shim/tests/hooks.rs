@@ -646,6 +646,9 @@ fn main() {
                 }
             }
         });
+        // A failing test panics and ends the binary with a non-zero status; reaching the end
+        // means every selected test passed.
+        let mut passed = 0usize;
         macro_rules! run {
             ($name:ident) => {
                 if filter
@@ -656,6 +659,7 @@ fn main() {
                     *current.lock().unwrap() = Some(env.shim.clone());
                     $name(&env).await;
                     println!("test {} ... ok", stringify!($name));
+                    passed += 1;
                 }
             };
         }
@@ -674,6 +678,7 @@ fn main() {
         run!(paused_container_is_resumed_first);
         run!(malformed_annotation_fails_create);
         run!(sandbox_runs_no_hooks);
+        println!("\n{passed} passed, 0 failed");
     });
     let _ = std::fs::remove_dir_all(
         std::env::temp_dir().join(format!("lc-hooks-records-{}", std::process::id())),

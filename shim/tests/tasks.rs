@@ -304,6 +304,9 @@ fn main() {
                 }
             }
         });
+        // A failing test panics and ends the binary with a non-zero status; reaching the end
+        // means every selected test passed.
+        let mut passed = 0usize;
         macro_rules! run {
             ($name:ident) => {
                 if filter
@@ -314,6 +317,7 @@ fn main() {
                     *current.lock().unwrap() = Some(env.shim.clone());
                     $name(&env).await;
                     println!("test {} ... ok", stringify!($name));
+                    passed += 1;
                 }
             };
         }
@@ -322,6 +326,7 @@ fn main() {
         run!(delete_of_a_created_task_reports_its_exit_first);
         run!(bad_requests_have_the_right_codes);
         run!(update_changes_the_cgroup);
+        println!("\n{passed} passed, 0 failed");
     });
     // The runtime removes each container's cgroup, not the parent the tests named.
     for dir in std::fs::read_dir("/sys/fs/cgroup")

@@ -27,7 +27,7 @@ use std::{
 
 use containerd_shim_protos::events::task::{TaskResumed, TaskStart};
 use lifecycle_hooks::{
-    Action, Event as HookEvent, HookConfig, HookError, HookKind, InitLifecycle,
+    Action, Event as HookEvent, HookConfig, HookError, HookFailure, HookKind, InitLifecycle,
     KillRequest as HookKill, Signal as HookSignal,
 };
 use lifecycle_runtime::Container;
@@ -294,7 +294,9 @@ impl Hooks {
                 Action::RunHook { hook, handler } => self.run_hook(hook, handler),
                 Action::CancelHook { hook, cause } => {
                     if let Some(cancel) = lock(&self.running).remove(&hook) {
-                        let _ = cancel.send(format!("{cause:?}"));
+                        // The same words a failure would use ("container exited (0)",
+                        // "cancelled by Kill with SIGKILL"): they reach logs and records.
+                        let _ = cancel.send(HookFailure::from(cause).to_string());
                     }
                 }
                 Action::Resume => {
