@@ -1159,9 +1159,7 @@ fn lc_containerd_graceful_restart_during_post_start() {
 
 /// An HTTP server for [`lc_probe_hooks_on_the_pod_network`]: busybox httpd on 8080 whose CGI
 /// `/cgi-bin/hook` appends `http <query> from <client address>` to `/shared/client` (httpd
-/// listens on IPv6 too, so an IPv4 client shows as `[::ffff:10.88.77.x]`). The CGI ends its
-/// headers with CRLF: busybox httpd passes them through as they are, and the shim's HTTP client
-/// (unlike kubelet's) does not accept bare LF line ends.
+/// listens on IPv6 too, so an IPv4 client shows as `[::ffff:10.88.77.x]`).
 const HTTP_SERVER: &str = r#"mkdir -p /www/cgi-bin
 cat > /www/cgi-bin/hook <<'EOF'
 #!/bin/sh

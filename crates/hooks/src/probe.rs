@@ -493,7 +493,7 @@ fn exchange(
     let mut content_length = None;
     let mut chunked = false;
     loop {
-        if let Some(end) = head_end {
+        if let Some((_, end)) = head_end {
             let body = &buf[end..];
             if content_length.is_some_and(|n: usize| body.len() >= n)
                 || (chunked && (body.starts_with(b"0\r\n\r\n") || body.ends_with(b"\r\n0\r\n\r\n")))
@@ -527,8 +527,8 @@ fn exchange(
         }
         buf.extend_from_slice(&chunk[..n]);
         if head_end.is_none() {
-            if let Some(pos) = find(&buf, b"\r\n\r\n") {
-                head_end = Some(pos + 4);
+            if let Some((pos, body_start)) = end_of_head(&buf) {
+                head_end = Some((pos, body_start));
                 content_length =
                     header_value(&buf[..pos], "content-length").and_then(|v| v.trim().parse().ok());
                 chunked = header_value(&buf[..pos], "transfer-encoding")
@@ -537,15 +537,16 @@ fn exchange(
         }
     }
     let bad = |reason| ProbeError::BadResponse { addr, reason };
-    let end = head_end.ok_or_else(|| {
+    let (head_len, end) = head_end.ok_or_else(|| {
         bad(if buf.len() >= RESPONSE_LIMIT {
             "headers exceed 10 KiB"
         } else {
             "connection closed before the end of the headers"
         })
     })?;
-    let head = &buf[..end - 4];
+    let head = &buf[..head_len];
     let status_line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let status_line = status_line.strip_suffix(b"\r").unwrap_or(status_line);
     let status_line =
         std::str::from_utf8(status_line).map_err(|_| bad("status line is not text"))?;
     let mut parts = status_line.split_whitespace();
@@ -593,13 +594,32 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Where the response head ends: (length of the head without its terminating empty line,
+/// start of the body). Lines may end in CRLF or, as RFC 9112 allows and Go's client accepts, a
+/// bare LF (busybox httpd passes CGI output through that way).
+fn end_of_head(buf: &[u8]) -> Option<(usize, usize)> {
+    let mut at = 0;
+    while let Some(nl) = buf[at..].iter().position(|&b| b == b'\n') {
+        let line_end = at + nl + 1;
+        let rest = &buf[line_end..];
+        if rest.starts_with(b"\r\n") {
+            return Some((line_end, line_end + 2));
+        }
+        if rest.starts_with(b"\n") {
+            return Some((line_end, line_end + 1));
+        }
+        at = line_end;
+    }
+    None
+}
+
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
 fn header_value(head: &[u8], name: &str) -> Option<String> {
     let text = String::from_utf8_lossy(head);
-    text.split("\r\n").skip(1).find_map(|line| {
+    text.split('\n').skip(1).find_map(|line| {
         let (n, v) = line.split_once(':')?;
         n.trim()
             .eq_ignore_ascii_case(name)
@@ -840,6 +860,19 @@ mod tests {
         assert!(req.contains(&format!("Host: 127.0.0.1:{port}\r\n")));
         assert!(req.contains("X-Token: abc\r\n"));
         assert!(req.contains("Connection: close\r\n"));
+    }
+
+    #[test]
+    fn bare_lf_line_endings_are_accepted() {
+        // busybox httpd passes a CGI script's `echo` lines through with bare LFs.
+        let (port, _rx) = serve(vec![
+            b"HTTP/1.0 200 OK\nContent-Type: text/plain\nContent-Length: 2\n\nok-ignored".to_vec(),
+            b"HTTP/1.1 404 Not Found\r\nX-A: b\n\r\n".to_vec(),
+        ]);
+        let r = run(&get("/", port, vec![])).unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"ok"[..]));
+        let r = run(&get("/", port, vec![])).unwrap();
+        assert_eq!(r.status, 404, "mixed line endings are parsed");
     }
 
     #[test]
