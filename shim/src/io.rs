@@ -67,7 +67,18 @@ pub struct IoHandles {
     /// Read ends of stdout/stderr FIFOs, never read: they keep the FIFOs from breaking.
     _keep: Vec<OwnedFd>,
     stdin: Option<Arc<Mutex<Option<File>>>>,
+    /// Dropped with the handles: wakes the stdin copier, which then ends.
+    _stdin_cancel: Option<OwnedFd>,
     console: Option<File>,
+}
+
+impl Drop for IoHandles {
+    /// At Delete: the stdin copier must not outlive the process (with `ctr run -d` nobody
+    /// ever opens the FIFO for writing, and containerd removes it). Closing the pipe's write
+    /// end here and the copier's cancel pipe (a field) ends it and what it holds.
+    fn drop(&mut self) {
+        self.close_stdin();
+    }
 }
 
 impl IoHandles {
@@ -259,7 +270,7 @@ pub fn open(
         let (r, w) = pipe()?;
         stdio.stdin = Some(r);
         let writer = Arc::new(Mutex::new(Some(File::from(w))));
-        copy_stdin(
+        handles._stdin_cancel = copy_stdin(
             PathBuf::from(&config.stdin),
             StdinTarget::Pipe(writer.clone()),
         );
@@ -316,30 +327,73 @@ enum StdinTarget {
     Console(File),
 }
 
-/// Copies the stdin FIFO into the process, on its own thread (the open blocks until
-/// containerd's side has the FIFO open). EOF on the FIFO closes the process's stdin.
-fn copy_stdin(path: PathBuf, target: StdinTarget) {
+/// Copies the stdin FIFO into the process, on its own thread. The FIFO is opened here without
+/// blocking (containerd's side may open it later, or never: `ctr run -d`); the thread polls it
+/// and a cancel pipe, whose write end (returned) the process's handles keep: dropping it ends
+/// the thread even when no writer ever came. EOF on the FIFO closes the process's stdin.
+fn copy_stdin(path: PathBuf, target: StdinTarget) -> Option<OwnedFd> {
     let mut target = target;
+    let mut fifo = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&path)
+    {
+        Ok(f) => f,
+        Err(e) => {
+            log::warn!("opening stdin {}: {e}", path.display());
+            return None;
+        }
+    };
+    let (cancel_r, cancel_w) = match pipe() {
+        Ok(p) => p,
+        Err(e) => {
+            log::error!("starting the stdin copier: {e}");
+            return None;
+        }
+    };
     let spawned = thread::Builder::new()
         .name("stdin".into())
         .stack_size(64 * 1024)
         .spawn(move || {
-            let mut fifo = match OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_CLOEXEC)
-                .open(&path)
-            {
-                Ok(f) => f,
-                Err(e) => {
-                    log::warn!("opening stdin {}: {e}", path.display());
-                    return;
-                }
-            };
             let mut buf = [0u8; 8192];
             loop {
+                let mut fds = [
+                    libc::pollfd {
+                        fd: fifo.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    },
+                    libc::pollfd {
+                        fd: cancel_r.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    },
+                ];
+                // A FIFO opened before any writer does not report POLLHUP until a writer
+                // came and went: poll waits for data, that EOF, or the cancel.
+                // SAFETY: two valid pollfd structs.
+                let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+                if rc < 0 {
+                    if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    break;
+                }
+                if fds[1].revents != 0 {
+                    break;
+                }
                 let n = match fifo.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
+                    Ok(0) => break,
                     Ok(n) => n,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                        ) =>
+                    {
+                        continue
+                    }
+                    Err(_) => break,
                 };
                 let ok = match &mut target {
                     StdinTarget::Pipe(w) => {
@@ -358,8 +412,12 @@ fn copy_stdin(path: PathBuf, target: StdinTarget) {
                 w.lock().unwrap_or_else(|e| e.into_inner()).take();
             }
         });
-    if let Err(e) = spawned {
-        log::error!("starting the stdin copier: {e}");
+    match spawned {
+        Ok(_) => Some(cancel_w),
+        Err(e) => {
+            log::error!("starting the stdin copier: {e}");
+            None
+        }
     }
 }
 
@@ -397,7 +455,7 @@ pub fn attach_console(
         let w = master
             .try_clone()
             .map_err(open_err("console", Path::new("ptmx")))?;
-        copy_stdin(PathBuf::from(&config.stdin), StdinTarget::Console(w));
+        handles._stdin_cancel = copy_stdin(PathBuf::from(&config.stdin), StdinTarget::Console(w));
     }
     handles._keep.extend(keep);
     handles.console = Some(master);
