@@ -26,6 +26,25 @@ use crate::{io::IoConfig, process::ExitInfo, task::Shim};
 const DRAIN: Duration = Duration::from_millis(100);
 /// A probe or sleep without any deadline (no timeout, no RPC deadline) still ends.
 const NO_DEADLINE: Duration = Duration::from_secs(3600);
+/// How long a hook SIGKILLed while its container's init is ending waits for the init's exit.
+const INIT_EXIT_GRACE: Duration = Duration::from_secs(2);
+
+/// The init (an unreaped child of the shim, so its pid is not reused) is exiting, a zombie or
+/// gone: `PF_EXITING` in its flags, or state `Z`/`X`.
+fn init_is_ending(pid: i32) -> bool {
+    const PF_EXITING: u64 = 0x4;
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    // Fields after the command name: state (3), ppid, pgrp, session, tty_nr, tpgid, flags (9).
+    let Some((_, rest)) = stat.rsplit_once(") ") else {
+        return true;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state = fields.first().copied().unwrap_or("X");
+    let flags: u64 = fields.get(6).and_then(|f| f.parse().ok()).unwrap_or(0);
+    state == "Z" || state == "X" || flags & PF_EXITING != 0
+}
 
 pub(super) struct RunContext<'a> {
     pub container: &'a Arc<Container>,
@@ -195,9 +214,18 @@ async fn run_exec(
         )
     })
     .await;
+    let mut cancel = cancel;
     let pid = match spawned {
         Ok(Ok(s)) => s.pid,
         Ok(Err(e)) => {
+            // The container ended under the exec: report that (the init's exit cancels this
+            // run), not the exec's failure to join it.
+            if init_is_ending(ctx.init_pid) {
+                if let Ok(c) = tokio::time::timeout(INIT_EXIT_GRACE, &mut cancel).await {
+                    run.cancelled = Some(c.unwrap_or_else(|_| "shim".into()));
+                    return run;
+                }
+            }
             run.result = Some(Err(HookFailure::Spawn(Box::new(e))));
             return run;
         }
@@ -225,10 +253,24 @@ async fn run_exec(
     tokio::select! {
         exit = exit_rx => {
             let status = exit.map(|e| e.status as i32).unwrap_or(-1);
-            run.exit_code = Some(status);
-            run.result = Some(if status == 0 { Ok(()) } else { Err(HookFailure::Exited(status)) });
+            // When the init of a pid namespace exits, the kernel SIGKILLs every other process
+            // in it and reports their exits before the init's own: a hook's 137 then means
+            // "the container exited". Wait for the init's exit to reach the state machine,
+            // which cancels this run (`container exited (N) before postStart completed`).
+            let mut cancelled = None;
+            if status == 128 + Signal::KILL.as_raw() && init_is_ending(ctx.init_pid) {
+                if let Ok(c) = tokio::time::timeout(INIT_EXIT_GRACE, &mut cancel).await {
+                    cancelled = Some(c.unwrap_or_else(|_| "shim".into()));
+                }
+            }
+            if cancelled.is_some() {
+                run.cancelled = cancelled;
+            } else {
+                run.exit_code = Some(status);
+                run.result = Some(if status == 0 { Ok(()) } else { Err(HookFailure::Exited(status)) });
+            }
         }
-        c = cancel => {
+        c = &mut cancel => {
             run.cancelled = Some(c.unwrap_or_else(|_| "shim".into()));
             // The pid stays ours until reaped, and only the reaper reaps it.
             // SAFETY: kill with integers.
