@@ -118,6 +118,28 @@ pub fn serve(flags: &Flags) -> Result<(), ServeError> {
             }
         });
 
+        // SIGTERM (an operator, or a service manager stopping the shim): finish the hook
+        // sequences in progress (a preStop, its stop signal and grace deadline, a postStart),
+        // then exit as on Shutdown. Containers still running are left to containerd, which
+        // runs `delete` for a shim that is gone. Without this, SIGTERM would end the shim
+        // in the middle of a preStop.
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                let s = shim.clone();
+                tokio::spawn(async move {
+                    if term.recv().await.is_none() {
+                        return;
+                    }
+                    log::info!("SIGTERM: finishing hook sequences in progress, then exiting");
+                    while s.hooks_busy() {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    s.shutdown.notify_one();
+                });
+            }
+            Err(e) => log::warn!("no SIGTERM handler: {e}"),
+        }
+
         let mut server = ttrpc::r#async::Server::new()
             .add_listener(listener.into())
             .register_service(service::services(shim.clone()));

@@ -120,6 +120,13 @@ impl Shim {
             .ok_or_else(|| TaskError::TaskNotFound(id.to_owned()))
     }
 
+    /// Some container's hook sequence (postStart, preStop and grace timer) is in progress.
+    pub fn hooks_busy(&self) -> bool {
+        self.tasks()
+            .values()
+            .any(|t| t.hooks.as_ref().is_some_and(|h| h.busy()))
+    }
+
     pub fn task_count(&self) -> usize {
         self.tasks().len()
     }

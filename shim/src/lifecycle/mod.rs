@@ -242,6 +242,13 @@ impl Hooks {
         rx.await.unwrap_or(Ok(()))
     }
 
+    /// A hook runs or a timer of the postStart or termination sequence is armed, and the init
+    /// has not exited: a SIGTERM to the shim waits for this to end.
+    pub fn busy(&self) -> bool {
+        let life = lock(&self.life);
+        !life.exited() && (life.next_deadline().is_some() || !lock(&self.running).is_empty())
+    }
+
     /// Delete of the init while it has not exited. True when a running postStart was
     /// cancelled and the container is being killed (Delete then waits for the exit).
     pub async fn delete(self: &Arc<Self>) -> bool {
