@@ -8,7 +8,7 @@ use std::{
     os::unix::fs::OpenOptionsExt,
     path::Path,
     sync::Mutex,
-    time::{Duration, SystemTime},
+    time::SystemTime,
 };
 
 use log::{LevelFilter, Log, Metadata, Record};
@@ -41,7 +41,8 @@ impl Log for FifoLogger {
         let msg = format!("{}", record.args()).replace('"', "\\\"");
         let line = format!(
             "time=\"{}\" level={level} msg=\"{msg}\" namespace={} pid={} runtime=io.containerd.lifecycle.v1\n",
-            rfc3339(now),
+            // As logrus writes times: `2006-01-02T15:04:05.000000000Z`.
+            lifecycle_hooks::format_rfc3339(now, 9),
             self.ns,
             std::process::id()
         );
@@ -51,30 +52,6 @@ impl Log for FifoLogger {
     }
 
     fn flush(&self) {}
-}
-
-/// `2006-01-02T15:04:05.000000000Z`, as logrus writes times.
-fn rfc3339(since_epoch: Duration) -> String {
-    let secs = since_epoch.as_secs();
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        since_epoch.subsec_nanos()
-    )
 }
 
 /// Logs to `<dir>/log` when containerd holds that FIFO open, else nowhere.

@@ -72,5 +72,7 @@ pub use output::{
     DEFAULT_OUTPUT_CAP, MESSAGE_TAIL_MAX,
 };
 pub use probe::{connect_direct, run_probe, Connector, ProbeError, ProbeRun, ResolverFiles};
-pub use record::{HookRecord, RecordError, RecordLimits, RecordOutcome, RecordStore};
+pub use record::{
+    format_rfc3339, HookRecord, RecordError, RecordLimits, RecordOutcome, RecordStore,
+};
 pub use signal::Signal;

@@ -9,7 +9,7 @@ use std::{
     fs, io,
     path::{Path, PathBuf},
     sync::atomic::{AtomicU64, Ordering},
-    time::{SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use serde::Serialize;
@@ -122,26 +122,37 @@ fn unix_ms(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// `2026-11-21T19:39:34.123Z` without a date library (days-from-civil, inverted).
+/// `2026-11-21T19:39:34.123Z` (millisecond records).
 fn rfc3339(t: SystemTime) -> String {
-    let ms = unix_ms(t);
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86400, secs % 86400);
-    let z = days as i64 + 719_468;
+    format_rfc3339(t.duration_since(UNIX_EPOCH).unwrap_or_default(), 3)
+}
+
+/// UTC time since the epoch as RFC 3339 with `fraction_digits` (0-9) digits of the second,
+/// without a date library (Howard Hinnant's civil-from-days). The shim's log lines use it too.
+pub fn format_rfc3339(since_epoch: Duration, fraction_digits: usize) -> String {
+    let secs = since_epoch.as_secs();
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
+    let digits = fraction_digits.min(9);
+    let fraction = if digits == 0 {
+        String::new()
+    } else {
+        let nanos = format!("{:09}", since_epoch.subsec_nanos());
+        format!(".{}", &nanos[..digits])
+    };
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}{fraction}Z",
         rem / 3600,
         rem % 3600 / 60,
-        rem % 60,
-        ms % 1000
+        rem % 60
     )
 }
 
@@ -260,7 +271,6 @@ impl RecordStore {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
 
     use super::*;
 
@@ -315,6 +325,13 @@ mod tests {
         assert_eq!(v["started_at"], "2026-11-22T19:39:34.123Z");
         assert_eq!(v["ended_at"], "2026-11-22T19:39:35.623Z");
         assert_eq!(v["duration_ms"], 1500);
+    }
+
+    #[test]
+    fn rfc3339_fraction_digits() {
+        let t = Duration::new(951_782_400, 123_456_789);
+        assert_eq!(format_rfc3339(t, 9), "2000-02-29T00:00:00.123456789Z");
+        assert_eq!(format_rfc3339(t, 0), "2000-02-29T00:00:00Z");
     }
 
     #[test]
