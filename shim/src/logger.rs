@@ -78,20 +78,23 @@ pub fn init(dir: &Path, namespace: &str, debug: bool) {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::time::Duration;
 
+    use lifecycle_hooks::format_rfc3339;
+
+    /// The log's timestamps are logrus's: nanoseconds, always nine digits.
     #[test]
     fn rfc3339_times() {
         assert_eq!(
-            rfc3339(Duration::new(0, 5)),
+            format_rfc3339(Duration::new(0, 5), 9),
             "1970-01-01T00:00:00.000000005Z"
         );
         assert_eq!(
-            rfc3339(Duration::new(1_795_290_674, 0)),
+            format_rfc3339(Duration::new(1_795_290_674, 0), 9),
             "2026-11-21T19:51:14.000000000Z"
         );
         assert_eq!(
-            rfc3339(Duration::new(951_782_400, 0)),
+            format_rfc3339(Duration::new(951_782_400, 0), 9),
             "2000-02-29T00:00:00.000000000Z"
         );
     }
