@@ -1360,3 +1360,203 @@ fn three_hundred_cycles_with_hooks_leak_nothing() {
     remove(&c, &pod);
     c.assert_clean();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Bad input
+// ---------------------------------------------------------------------------------------------
+
+/// A container whose Create or Start failed: whatever exists of it is removed, tolerantly.
+fn remove_failed(c: &Containerd, id: &str) {
+    if !task_status(c, id).is_empty() {
+        remove(c, id);
+    } else {
+        let _ = c.ctr_raw(&["container", "rm", id]);
+    }
+    let left = c.ctr(&["container", "ls", "-q"]);
+    assert!(!left.lines().any(|l| l == id), "container {id} left");
+}
+
+#[test]
+fn every_class_of_malformed_annotation_fails_create_naming_the_key() {
+    let c = Containerd::start();
+    let (_d, root) = rootfs();
+    let port = r#"{"httpGet":{"port":80,"#;
+    let table: &[(&str, String, &str)] = &[
+        (PS, "{not json".into(), "invalid JSON"),
+        (
+            PS,
+            "{}".into(),
+            "exactly one of exec, httpGet, tcpSocket, sleep",
+        ),
+        (
+            PS,
+            r#"{"exec":{"command":["/bin/true"]},"sleep":{"seconds":1}}"#.into(),
+            "found 2",
+        ),
+        (
+            PS,
+            r#"{"exec":{"command":"ls"}}"#.into(),
+            "not a LifecycleHandler",
+        ),
+        (
+            PRE,
+            r#"{"exec":{"command":[]}}"#.into(),
+            "exec.command is empty",
+        ),
+        (
+            PRE,
+            r#"{"exec":{"command":[""]}}"#.into(),
+            "exec.command[0] is an empty string",
+        ),
+        (
+            PRE,
+            r#"{"httpGet":{"port":70000}}"#.into(),
+            "httpGet.port 70000 is out of range 1-65535",
+        ),
+        (PRE, r#"{"tcpSocket":{"port":0}}"#.into(), "out of range"),
+        (
+            PRE,
+            r#"{"tcpSocket":{"port":"No_Such"}}"#.into(),
+            "tcpSocket.port",
+        ),
+        (
+            PRE,
+            r#"{"sleep":{"seconds":-1}}"#.into(),
+            "sleep.seconds -1 is negative",
+        ),
+        (
+            PRE,
+            format!(r#"{port}"scheme":"FTP"}}}}"#),
+            "is not HTTP or HTTPS",
+        ),
+        (
+            PRE,
+            format!(r#"{port}"path":"/a b"}}}}"#),
+            "contains whitespace or control characters",
+        ),
+        (
+            PRE,
+            format!(r#"{port}"httpHeaders":[{{"name":"bad name","value":"x"}}]}}}}"#),
+            "is not a valid HTTP header name",
+        ),
+        (GRACE, "-5".into(), "is not an integer >= 0"),
+        (GRACE, "soon".into(), "is not an integer >= 0"),
+        (
+            "lifecycle.shim/post-start-timeout-seconds",
+            "0".into(),
+            "is not an integer >= 1",
+        ),
+        (ORDER, "sideways".into(), "is not one of"),
+        (
+            "lifecycle.shim/stop-signal",
+            "SIGNOPE".into(),
+            "unknown signal",
+        ),
+        (
+            "lifecycle.shim/stop-signal",
+            "SIGKILL".into(),
+            "SIGKILL cannot be the stop signal",
+        ),
+        (
+            "lifecycle.shim/hook-output",
+            "stdout".into(),
+            "is not one of",
+        ),
+        ("lifecycle.shim/bogus", "1".into(), "unknown setting"),
+        (
+            "post-start.lifecycle.shim/Bad_Name",
+            exec_handler("true"),
+            "is not a valid Kubernetes container name",
+        ),
+    ];
+    for (key, value, expect) in table {
+        let id = unique("badann");
+        let out = ctr_raw(
+            &c,
+            &run_args(&[(key, value.clone())], &["-d"], &root, &id, FOREVER),
+        );
+        assert!(!out.status.success(), "{key}={value}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "{key}={value}: the key is named: {err}");
+        assert!(
+            err.contains(expect),
+            "{key}={value}: expected {expect:?}: {err}"
+        );
+        assert_eq!(task_status(&c, &id), "", "{key}={value}: no task");
+        remove_failed(&c, &id);
+    }
+    assert!(bundles(&c).is_empty(), "{:?}", bundles(&c));
+    c.assert_clean();
+}
+
+#[test]
+fn malformed_oci_specs_fail_naming_the_field_and_leave_nothing() {
+    type Edit = fn(&mut serde_json::Value);
+    let c = Containerd::start();
+    let (dir, root) = rootfs();
+    let table: &[(&str, Edit, &[&str])] = &[
+        (
+            "missing root",
+            |s| {
+                s.as_object_mut().expect("object").remove("root");
+            },
+            &["root"],
+        ),
+        (
+            "nonexistent entrypoint",
+            |s| s["process"]["args"] = serde_json::json!(["/no/such/entrypoint"]),
+            &["/no/such/entrypoint"],
+        ),
+        (
+            "bad mount type",
+            |s| {
+                s["mounts"]
+                    .as_array_mut()
+                    .expect("mounts")
+                    .push(serde_json::json!(
+                        {"destination": "/mnt", "type": "nosuchfs", "source": "none"}
+                    ))
+            },
+            &["/mnt", "nosuchfs"],
+        ),
+        (
+            "unknown capability",
+            |s| s["process"]["capabilities"]["bounding"] = serde_json::json!(["CAP_NO_SUCH_THING"]),
+            &["CAP_NO_SUCH_THING"],
+        ),
+        (
+            "bad cgroupsPath",
+            |s| s["linux"]["cgroupsPath"] = serde_json::json!("/../../escape"),
+            &["cgroupsPath"],
+        ),
+        (
+            "invalid uid map",
+            |s| {
+                s["linux"]["namespaces"]
+                    .as_array_mut()
+                    .expect("namespaces")
+                    .push(serde_json::json!({"type": "user"}));
+                s["linux"]["uidMappings"] =
+                    serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 0}]);
+                s["linux"]["gidMappings"] =
+                    serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+            },
+            // Not validated by name: the kernel refuses the map at the userns step.
+            &["userns", "uid_map"],
+        ),
+    ];
+    for (what, edit, expect) in table {
+        let id = unique("badspec");
+        let out = run_config(&c, dir.path(), &root, &id, &["-d"], FOREVER, edit);
+        assert!(!out.status.success(), "{what}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        for e in *expect {
+            assert!(err.contains(e), "{what}: expected {e:?} in {err}");
+        }
+        remove_failed(&c, &id);
+        let left = c.leftovers(Duration::from_secs(5));
+        assert!(left.is_empty(), "{what}: left {left:?}");
+    }
+    assert!(bundles(&c).is_empty(), "{:?}", bundles(&c));
+    c.assert_clean();
+}

@@ -6,6 +6,7 @@
 use std::{sync::Arc, time::Duration};
 
 use containerd_shim_lifecycle_v1::{
+    errors::TaskError,
     events::{Event, RecordingSink},
     task::Shim,
 };
@@ -247,6 +248,65 @@ async fn bad_requests_have_the_right_codes(env: &Env) {
     env.shim.delete(&id, "").await.expect("delete");
 }
 
+/// Every request naming an unknown task or exec, and every request in the wrong state,
+/// answers the code docs/shim.md gives (and nothing panics).
+async fn unknown_ids_and_wrong_states_answer_their_codes(env: &Env) {
+    let nf = Code::NOT_FOUND;
+    let code = |r: Result<(), TaskError>| r.map(|_| ()).unwrap_err().code();
+    assert_eq!(code(env.shim.state("nope", "").map(|_| ())), nf);
+    assert_eq!(code(env.shim.kill("nope", "", 9, false).await), nf);
+    assert_eq!(code(env.shim.delete("nope", "").await.map(|_| ())), nf);
+    assert_eq!(code(env.shim.wait("nope", "").await.map(|_| ())), nf);
+    assert_eq!(code(env.shim.pause("nope").await), nf);
+    assert_eq!(code(env.shim.resume("nope").await), nf);
+    assert_eq!(
+        code(env.shim.exec(&exec_req("nope", "x", &["/bin/true"]))),
+        nf
+    );
+    assert_eq!(code(env.shim.close_io("nope", "")), nf);
+    assert_eq!(code(env.shim.pids("nope").await.map(|_| ())), nf);
+    assert_eq!(code(env.shim.resize_pty("nope", "", 80, 24)), nf);
+
+    let id = unique("codes");
+    let b = bundle(&["/bin/sleep", "1000"], &id);
+    env.shim.create(&create_req(&id, &b)).await.expect("create");
+    assert_eq!(code(env.shim.state(&id, "nope").map(|_| ())), nf);
+    assert_eq!(code(env.shim.start(&id, "nope").await.map(|_| ())), nf);
+    assert_eq!(code(env.shim.delete(&id, "nope").await.map(|_| ())), nf);
+    assert_eq!(code(env.shim.kill(&id, "nope", 9, false).await), nf);
+    env.shim.start(&id, "").await.expect("start");
+    let fp = Code::FAILED_PRECONDITION;
+    assert_eq!(code(env.shim.start(&id, "").await.map(|_| ())), fp);
+    assert_eq!(code(env.shim.delete(&id, "").await.map(|_| ())), fp);
+    env.shim.pause(&id).await.expect("pause");
+    assert_eq!(code(env.shim.pause(&id).await), fp);
+    env.shim.resume(&id).await.expect("resume");
+    env.shim
+        .exec(&exec_req(&id, "x", &["/bin/sleep", "1000"]))
+        .expect("exec");
+    assert_eq!(
+        code(env.shim.exec(&exec_req(&id, "x", &["/bin/true"]))),
+        Code::ALREADY_EXISTS
+    );
+    env.shim.start(&id, "x").await.expect("start exec");
+    assert_eq!(code(env.shim.start(&id, "x").await.map(|_| ())), fp);
+    env.shim.kill(&id, "", 9, true).await.expect("kill");
+    tokio::time::timeout(Duration::from_secs(10), env.shim.wait(&id, ""))
+        .await
+        .expect("wait")
+        .unwrap();
+    assert_eq!(code(env.shim.kill(&id, "", 9, false).await), nf);
+    assert_eq!(code(env.shim.start(&id, "").await.map(|_| ())), fp);
+    tokio::time::timeout(Duration::from_secs(10), env.shim.wait(&id, "x"))
+        .await
+        .expect("wait exec")
+        .unwrap();
+    env.shim.delete(&id, "x").await.expect("delete exec");
+    env.shim.delete(&id, "").await.expect("delete");
+    assert_eq!(code(env.shim.delete(&id, "").await.map(|_| ())), nf);
+    assert_eq!(code(env.shim.state(&id, "").map(|_| ())), nf);
+}
+
 async fn update_changes_the_cgroup(env: &Env) {
     let id = unique("upd");
     let b = bundle(&["/bin/sleep", "1000"], &id);
@@ -325,6 +385,7 @@ fn main() {
         run!(exec_events_and_errors);
         run!(delete_of_a_created_task_reports_its_exit_first);
         run!(bad_requests_have_the_right_codes);
+        run!(unknown_ids_and_wrong_states_answer_their_codes);
         run!(update_changes_the_cgroup);
         println!("\n{passed} passed, 0 failed");
     });
