@@ -57,6 +57,13 @@ pub use container::{
 pub use error::Error;
 pub use exe::{HelperExe, Sealing};
 
+/// The spec checks `Container::create` makes before creating anything (fields the runtime does
+/// not implement, obviously wrong values), on their own: for the fuzz targets (crates/fuzz).
+#[doc(hidden)]
+pub fn validate_spec(spec: &oci_spec::runtime::Spec) -> Result<(), Error> {
+    validate::spec(spec)
+}
+
 /// If this process was started as a helper (`argv[1]` is the helper marker), runs the helper and
 /// exits; otherwise returns at once. Call it first thing in `main`, before any thread starts.
 pub fn run_helper_if_requested() {
