@@ -1560,3 +1560,27 @@ fn malformed_oci_specs_fail_naming_the_field_and_leave_nothing() {
     assert!(bundles(&c).is_empty(), "{:?}", bundles(&c));
     c.assert_clean();
 }
+
+#[test]
+fn a_hook_killed_by_a_signal_is_reported_by_its_name() {
+    let c = Containerd::start();
+    let (_d, root) = rootfs();
+    let id = unique("sig");
+    let out = ctr_raw(
+        &c,
+        &run_args(
+            &[(PS, exec_handler("echo before; kill -USR1 $$; sleep 5"))],
+            &["-d"],
+            &root,
+            &id,
+            FOREVER,
+        ),
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("was killed by SIGUSR1: before"), "{err}");
+    assert!(!err.contains("exited with code"), "{err}");
+    assert_eq!(task_status(&c, &id), "STOPPED");
+    remove(&c, &id);
+    c.assert_clean();
+}

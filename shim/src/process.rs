@@ -28,6 +28,8 @@ const EARLY_EXIT_MAX: usize = 256;
 pub struct ExitInfo {
     pub pid: i32,
     pub status: u32,
+    /// The signal that killed it, if one did (`status` is then 128 + it).
+    pub signal: Option<i32>,
     pub at: SystemTime,
 }
 
@@ -294,6 +296,7 @@ mod tests {
         ExitInfo {
             pid,
             status,
+            signal: None,
             at: SystemTime::now(),
         }
     }
@@ -344,6 +347,7 @@ mod tests {
         let old = ExitInfo {
             pid: 43,
             status: 0,
+            signal: None,
             at: since - Duration::from_secs(1),
         };
         assert!(t.claim(old).is_none());

@@ -136,6 +136,7 @@ impl Shim {
         let info = ExitInfo {
             pid: exit.pid,
             status: exit.status as u32,
+            signal: exit.signal,
             at: exit.at,
         };
         let Some(proc) = self.exits().claim(info) else {
@@ -562,6 +563,7 @@ impl Shim {
             return Ok(exit.unwrap_or(ExitInfo {
                 pid,
                 status: 0,
+                signal: None,
                 at: SystemTime::now(),
             }));
         }
@@ -597,6 +599,7 @@ impl Shim {
                     Err(_) => ExitInfo {
                         pid,
                         status: 128 + SIGKILL as u32,
+                        signal: Some(SIGKILL),
                         at: SystemTime::now(),
                     },
                 }

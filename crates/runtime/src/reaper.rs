@@ -19,6 +19,9 @@ pub struct Exit {
     pub pid: i32,
     /// The exit code, or 128 + the signal number when the process was killed by a signal.
     pub status: i32,
+    /// The signal that killed the process, if one did (`status` is then 128 + it): tells a
+    /// death by SIGKILL from an `exit 137`.
+    pub signal: Option<i32>,
     pub at: SystemTime,
 }
 
@@ -136,14 +139,15 @@ fn run(r: &'static Reaper) {
             if pid == 0 {
                 continue;
             }
-            let status = if info.si_code == libc::CLD_EXITED {
-                status
+            let (status, signal) = if info.si_code == libc::CLD_EXITED {
+                (status, None)
             } else {
-                128 + status
+                (128 + status, Some(status))
             };
             let exit = Exit {
                 pid,
                 status,
+                signal,
                 at: SystemTime::now(),
             };
             let mut subs = r.subscribers.lock().unwrap_or_else(|e| e.into_inner());

@@ -252,13 +252,13 @@ async fn run_exec(
 
     tokio::select! {
         exit = exit_rx => {
-            let status = exit.map(|e| e.status as i32).unwrap_or(-1);
+            let (status, signal) = exit.map(|e| (e.status as i32, e.signal)).unwrap_or((-1, None));
             // When the init of a pid namespace exits, the kernel SIGKILLs every other process
             // in it and reports their exits before the init's own: a hook's 137 then means
             // "the container exited". Wait for the init's exit to reach the state machine,
             // which cancels this run (`container exited (N) before postStart completed`).
             let mut cancelled = None;
-            if status == 128 + Signal::KILL.as_raw() && init_is_ending(ctx.init_pid) {
+            if signal == Some(Signal::KILL.as_raw()) && init_is_ending(ctx.init_pid) {
                 if let Ok(c) = tokio::time::timeout(INIT_EXIT_GRACE, &mut cancel).await {
                     cancelled = Some(c.unwrap_or_else(|_| "shim".into()));
                 }
@@ -267,7 +267,11 @@ async fn run_exec(
                 run.cancelled = cancelled;
             } else {
                 run.exit_code = Some(status);
-                run.result = Some(if status == 0 { Ok(()) } else { Err(HookFailure::Exited(status)) });
+                run.result = Some(match signal.and_then(|s| Signal::from_raw(s as u32)) {
+                    Some(sig) => Err(HookFailure::Signaled(sig)),
+                    None if status == 0 => Ok(()),
+                    None => Err(HookFailure::Exited(status)),
+                });
             }
         }
         c = &mut cancel => {
