@@ -352,6 +352,11 @@ pub fn write(plan: &Plan, machine: &Machine, results: &Results) -> io::Result<()
     for f in &results.failures {
         let _ = writeln!(md, "- `{f}`");
     }
+    let _ = writeln!(
+        md,
+        "Where the costs are and what would close a missed target, from profiles (hand-written, \
+         not regenerated): [benchmarks/notes.md](benchmarks/notes.md).\n"
+    );
 
     let _ = writeln!(md, "## End to end: `ctr run --rm <rootfs> /bin/true`\n");
     let _ = writeln!(
