@@ -1096,6 +1096,38 @@ fn sigterm_to_the_shim_during_a_pre_stop_finishes_the_sequence_then_exits() {
     c.assert_clean();
 }
 
+#[test]
+fn a_second_sigterm_ends_the_shim_without_waiting_for_the_sequence() {
+    let c = Containerd::start();
+    let (_d, root) = rootfs();
+    let id = unique("term2");
+    let annotations = [(PRE, exec_handler("echo start > /tmp/pre; sleep 100"))];
+    ctr_ok(&c, &run_args(&annotations, &["-d"], &root, &id, FOREVER));
+    let shims = c.shim_pids();
+    assert_eq!(shims.len(), 1, "{shims:?}");
+    let init = task_pid(&c, &id);
+    c.ctr(&["task", "kill", &id]);
+    wait_for("preStop to begin", Duration::from_secs(5), || {
+        !read(&root, "tmp/pre").is_empty()
+    });
+    // SAFETY: signalling the shim process this test's daemon started.
+    unsafe { libc::kill(shims[0], libc::SIGTERM) };
+    thread::sleep(Duration::from_millis(300));
+    assert!(alive(shims[0]), "the first SIGTERM waits for the preStop");
+    // SAFETY: as above.
+    unsafe { libc::kill(shims[0], libc::SIGTERM) };
+    wait_for("the shim to exit", Duration::from_secs(5), || {
+        !alive(shims[0])
+    });
+    // containerd's dead-shim cleanup (`delete`) kills what is left.
+    wait_for("the cleanup", Duration::from_secs(15), || {
+        task_status(&c, &id).is_empty()
+    });
+    wait_for("the init to die", Duration::from_secs(5), || !alive(init));
+    c.ctr(&["container", "rm", &id]);
+    c.assert_clean();
+}
+
 /// Processes in state Z whose parent is `parent`.
 fn zombies_of(parent: i32) -> Vec<i32> {
     let mut found = Vec::new();

@@ -131,8 +131,15 @@ pub fn serve(flags: &Flags) -> Result<(), ServeError> {
                         return;
                     }
                     log::info!("SIGTERM: finishing hook sequences in progress, then exiting");
+                    // A second SIGTERM does not wait (a postStart without a timeout may run on).
                     while s.hooks_busy() {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        tokio::select! {
+                            _ = term.recv() => {
+                                log::warn!("second SIGTERM: exiting with hook sequences in progress");
+                                break;
+                            }
+                            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                        }
                     }
                     s.shutdown.notify_one();
                 });
