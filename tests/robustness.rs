@@ -376,6 +376,24 @@ fn a_hook_writing_1_gib_leaves_shim_memory_bounded_and_keeps_the_tail() {
         "shim VmRSS peaked at {peak_kib} KiB while the hook wrote 1 GiB"
     );
     assert_eq!(task_status(&c, &id), "STOPPED");
+    // The hook's JSON record (in the daemon's /run/containerd) keeps the tail too.
+    let records = format!("/lifecycle-shim/records/{}", c.namespace);
+    let mut record = String::new();
+    wait_for("the hook's record", Duration::from_secs(5), || {
+        record = daemon_dir(&c, &format!("/run/containerd{records}"))
+            .iter()
+            .map(|f| {
+                fs::read_to_string(format!(
+                    "/proc/{}/root/run/containerd{records}/{f}",
+                    c.pid()
+                ))
+                .unwrap_or_default()
+            })
+            .find(|r| r.contains(&id))
+            .unwrap_or_default();
+        record.contains("THE-TAIL-MARK")
+    });
+    assert!(record.len() < 64 * 1024, "record of {} bytes", record.len());
     c.ctr(&["task", "rm", &id]);
     c.ctr(&["container", "rm", &id]);
     c.assert_clean();
