@@ -1598,8 +1598,7 @@ fn malformed_oci_specs_fail_naming_the_field_and_leave_nothing() {
                 s["linux"]["gidMappings"] =
                     serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
             },
-            // Not validated by name: the kernel refuses the map at the userns step.
-            &["userns", "uid_map"],
+            &["linux.uidMappings[0].size is 0"],
         ),
     ];
     for (what, edit, expect) in table {

@@ -63,6 +63,27 @@ pub(crate) fn spec(spec: &Spec) -> Result<(), Error> {
             "linux.uidMappings/gidMappings need a new user namespace in linux.namespaces".into(),
         ));
     }
+    // The kernel refuses these at the user namespace step with a bare EINVAL on uid_map;
+    // say which entry of which field is wrong instead.
+    for (field, maps) in [
+        ("linux.uidMappings", linux.uid_mappings()),
+        ("linux.gidMappings", linux.gid_mappings()),
+    ] {
+        for (i, m) in maps.iter().flatten().enumerate() {
+            if m.size() == 0 {
+                return Err(Error::InvalidSpec(format!("{field}[{i}].size is 0")));
+            }
+            let overflows = |start: u32| u64::from(start) + u64::from(m.size()) > 1 << 32;
+            if overflows(m.container_id()) || overflows(m.host_id()) {
+                return Err(Error::InvalidSpec(format!(
+                    "{field}[{i}]: containerID {} / hostID {} + size {} is beyond the 32-bit id range",
+                    m.container_id(),
+                    m.host_id(),
+                    m.size()
+                )));
+            }
+        }
+    }
     if (spec.hostname().as_ref().is_some_and(|h| !h.is_empty())
         || spec.domainname().as_ref().is_some_and(|h| !h.is_empty()))
         && !namespaces::has(&nss, LinuxNamespaceType::Uts)
