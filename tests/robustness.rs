@@ -12,132 +12,18 @@
 use std::{
     fs,
     io::Read,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Output, Stdio},
     sync::{Arc, Mutex},
     thread,
     time::{Duration, Instant},
 };
 
+use lifecycle_integration::*;
 use lifecycle_testsupport::{
-    busybox_rootfs,
     containerd::{shim_binary, Containerd, Options, RUNTIME},
     default_spec, unique,
 };
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn rootfs() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::Builder::new()
-        .prefix("lc-robust-")
-        .tempdir()
-        .expect("tempdir");
-    let root = dir.path().join("rootfs");
-    busybox_rootfs(&root);
-    (dir, root)
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-fn exec_handler(script: &str) -> String {
-    serde_json::json!({"exec": {"command": ["/bin/sh", "-c", script]}}).to_string()
-}
-
-/// `ctr run` with our runtime, `annotations` as `--annotation K=V`, more flags, a rootfs dir.
-fn run_args(
-    annotations: &[(&str, String)],
-    flags: &[&str],
-    root: &Path,
-    id: &str,
-    cmd: &[&str],
-) -> Vec<String> {
-    let mut args: Vec<String> = vec!["run".into(), "--runtime".into(), RUNTIME.into()];
-    for (k, v) in annotations {
-        args.push("--annotation".into());
-        args.push(format!("{k}={v}"));
-    }
-    args.extend(flags.iter().map(|s| s.to_string()));
-    args.push("--rootfs".into());
-    args.push(path_str(root).into());
-    args.push(id.into());
-    args.extend(cmd.iter().map(|s| s.to_string()));
-    args
-}
-
-fn ctr_raw(c: &Containerd, args: &[String]) -> Output {
-    let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    c.ctr_raw(&a)
-}
-
-fn ctr_ok(c: &Containerd, args: &[String]) -> String {
-    let out = ctr_raw(c, args);
-    assert!(out.status.success(), "ctr {args:?}: {}", text(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn task_status(c: &Containerd, id: &str) -> String {
-    task_field(c, id, 2)
-}
-
-fn task_pid(c: &Containerd, id: &str) -> i32 {
-    task_field(c, id, 1).parse().unwrap_or(0)
-}
-
-fn task_field(c: &Containerd, id: &str, n: usize) -> String {
-    let out = c.ctr(&["task", "ls"]);
-    out.lines()
-        .find(|l| l.split_whitespace().next() == Some(id))
-        .and_then(|l| l.split_whitespace().nth(n))
-        .unwrap_or("")
-        .to_owned()
-}
-
-/// Output of a command run in the container with `ctr task exec`.
-fn exec_out(c: &Containerd, id: &str, script: &str) -> String {
-    let eid = unique("x");
-    c.ctr(&[
-        "task",
-        "exec",
-        "--exec-id",
-        &eid,
-        id,
-        "/bin/sh",
-        "-c",
-        script,
-    ])
-}
-
-/// Kills (if needed) and removes a container.
-fn remove(c: &Containerd, id: &str) {
-    let _ = c.ctr_raw(&["task", "kill", "-a", "-s", "SIGKILL", id]);
-    wait_for("task to stop", Duration::from_secs(10), || {
-        let s = task_status(c, id);
-        s.is_empty() || s == "STOPPED"
-    });
-    let _ = c.ctr_raw(&["task", "rm", id]);
-    c.ctr(&["container", "rm", id]);
-}
-
-fn read(root: &Path, file: &str) -> String {
-    fs::read_to_string(root.join(file)).unwrap_or_default()
-}
 
 fn alive(pid: i32) -> bool {
     // A zombie still has a /proc entry; only a running or sleeping process counts.
@@ -224,12 +110,7 @@ fn run_config(
     c.ctr_raw(&a)
 }
 
-const PS: &str = "lifecycle.shim/post-start";
-const PRE: &str = "lifecycle.shim/pre-stop";
-const GRACE: &str = "lifecycle.shim/termination-grace-period-seconds";
 const ORDER: &str = "lifecycle.shim/post-start-order";
-/// An entrypoint that runs until killed (pid 1 ignores SIGTERM without a handler).
-const FOREVER: &[&str] = &["/bin/sh", "-c", "sleep 1000 & wait"];
 /// An entrypoint that exits 0 on SIGTERM.
 const TERMINABLE: &[&str] = &["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"];
 
@@ -301,16 +182,6 @@ impl EventLog {
         let text = self.text.lock().unwrap().clone();
         text
     }
-}
-
-/// Topics of `/tasks/*` events of container `id`, in the order containerd received them.
-fn task_topics(events: &str, id: &str) -> Vec<String> {
-    events
-        .lines()
-        .filter(|l| l.contains(id))
-        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("/tasks/")))
-        .map(str::to_owned)
-        .collect()
 }
 
 /// The `exit_status` of the init's `/tasks/exit` event.

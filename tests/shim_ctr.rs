@@ -9,35 +9,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+use lifecycle_integration::*;
 use lifecycle_testsupport::{
-    busybox_rootfs,
     containerd::{busybox_image, Containerd, RUNTIME},
     unique,
 };
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// A busybox root filesystem directory for `ctr run --rootfs`.
-fn rootfs() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::Builder::new()
-        .prefix("lc-rootfs-")
-        .tempdir()
-        .expect("tempdir");
-    let root = dir.path().join("rootfs");
-    busybox_rootfs(&root);
-    (dir, root)
-}
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
 
 /// `ctr run` with our runtime and a rootfs directory.
 fn run_args<'a>(flags: &[&'a str], root: &'a Path, id: &'a str, cmd: &[&'a str]) -> Vec<&'a str> {
@@ -46,34 +22,6 @@ fn run_args<'a>(flags: &[&'a str], root: &'a Path, id: &'a str, cmd: &[&'a str])
     args.extend_from_slice(&["--rootfs", path_str(root), id]);
     args.extend_from_slice(cmd);
     args
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn task_status(c: &Containerd, id: &str) -> String {
-    let out = c.ctr(&["task", "ls"]);
-    out.lines()
-        .find(|l| l.split_whitespace().next() == Some(id))
-        .and_then(|l| l.split_whitespace().nth(2))
-        .unwrap_or("")
-        .to_owned()
-}
-
-/// Kills and removes a detached container, then its record.
-fn remove(c: &Containerd, id: &str) {
-    let _ = c.ctr_raw(&["task", "kill", "-s", "SIGKILL", id]);
-    wait_for("task to stop", Duration::from_secs(10), || {
-        let s = task_status(c, id);
-        s.is_empty() || s == "STOPPED"
-    });
-    let _ = c.ctr_raw(&["task", "rm", id]);
-    c.ctr(&["container", "rm", id]);
 }
 
 #[test]
@@ -421,16 +369,6 @@ impl EventLog {
         let text = self.text.lock().unwrap().clone();
         text
     }
-}
-
-/// Topics of `/tasks/*` events, in the order containerd received them.
-fn task_topics(events: &str, id: &str) -> Vec<String> {
-    events
-        .lines()
-        .filter(|l| l.contains(id))
-        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("/tasks/")))
-        .map(str::to_owned)
-        .collect()
 }
 
 #[test]
