@@ -106,21 +106,29 @@ pub fn busybox_rootfs(root: &Path) {
 
 /// The applets of the host's busybox (`busybox --list-full`), computed once per process.
 ///
-/// Call it before starting a process-wide child reaper (e.g. `lifecycle_runtime::reaper`):
-/// it runs `busybox` with `Command::output`, which would race with such a reaper.
+/// Safe beside a process-wide child reaper (e.g. `lifecycle_runtime::reaper`): the list is
+/// read from the pipe to its end, and who reaps `busybox` afterwards does not matter.
 pub fn busybox_applets() -> &'static [String] {
     static APPLETS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     APPLETS.get_or_init(|| {
         let busybox = require_bin(BUSYBOX);
-        let out = Command::new(&busybox)
+        let mut child = Command::new(&busybox)
             .arg("--list-full")
-            .output()
+            .stdout(std::process::Stdio::piped())
+            .spawn()
             .expect("busybox --list-full");
-        assert!(out.status.success(), "busybox --list-full failed");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect()
+        let mut list = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout pipe"), &mut list)
+            .expect("read busybox --list-full");
+        // A reaper may have taken the exit status first (ECHILD): the list is what matters.
+        if let Ok(status) = child.wait() {
+            assert!(status.success(), "busybox --list-full failed: {status}");
+        }
+        assert!(
+            list.contains("bin/sh"),
+            "busybox --list-full listed no sh: {list:?}"
+        );
+        list.lines().map(str::to_owned).collect()
     })
 }
 
