@@ -1450,7 +1450,7 @@ fn malformed_oci_specs_fail_naming_the_field_and_leave_nothing() {
         (
             "unknown capability",
             |s| s["process"]["capabilities"]["bounding"] = serde_json::json!(["CAP_NO_SUCH_THING"]),
-            &["CAP_NO_SUCH_THING"],
+            &["process.capabilities.bounding[0]", "CAP_NO_SUCH_THING"],
         ),
         (
             "bad cgroupsPath",

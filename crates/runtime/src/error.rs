@@ -6,12 +6,14 @@ use std::path::PathBuf;
 /// Every error the runtime returns.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// config.json could not be read or parsed.
-    #[error("bundle {bundle}: reading config.json")]
+    /// config.json does not parse as an OCI spec; `field` is where (e.g.
+    /// `process.capabilities.bounding[0]`).
+    #[error("{}: {field}", .bundle.join("config.json").display())]
     Spec {
         bundle: PathBuf,
+        field: String,
         #[source]
-        source: oci_spec::OciSpecError,
+        source: serde_json::Error,
     },
     /// A spec field that the runtime does not implement (never silently ignored).
     #[error("{field} is not supported")]

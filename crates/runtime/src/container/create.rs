@@ -29,10 +29,7 @@ impl Container {
         }
         let bundle = fs::canonicalize(&opts.bundle)
             .map_err(|e| Error::io(format!("bundle {}", opts.bundle.display()), e))?;
-        let spec = Spec::load(bundle.join("config.json")).map_err(|source| Error::Spec {
-            bundle: bundle.clone(),
-            source,
-        })?;
+        let spec = load_spec(&bundle)?;
         validate::spec(&spec)?;
         let root = spec
             .root()
@@ -259,4 +256,17 @@ fn cgroup_mounts(cgroup: &Cgroup) -> Vec<CgroupMount> {
             host_dir: v2.dir(),
         }],
     }
+}
+
+/// Parses `<bundle>/config.json`, naming the field a bad value is in (oci-spec's own loader
+/// names only the value and a line and column).
+fn load_spec(bundle: &Path) -> Result<Spec, Error> {
+    let path = bundle.join("config.json");
+    let data = fs::read(&path).map_err(|e| Error::io(path.display().to_string(), e))?;
+    let de = &mut serde_json::Deserializer::from_slice(&data);
+    serde_path_to_error::deserialize(de).map_err(|e| Error::Spec {
+        bundle: bundle.to_path_buf(),
+        field: e.path().to_string(),
+        source: e.into_inner(),
+    })
 }
