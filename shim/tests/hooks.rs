@@ -7,6 +7,8 @@
 //! kill), and no TaskStart; then TaskDelete. containerd's runc shim gives the same for a Start
 //! whose runc `start` failed after the init existed (its exit is published, no TaskStart).
 
+mod common;
+
 use std::{
     sync::Arc,
     time::{Duration, Instant, SystemTime},
@@ -21,7 +23,6 @@ use containerd_shim_protos::{
     protobuf::well_known_types::any::Any,
     types::task::Status,
 };
-use lifecycle_runtime::reaper;
 use lifecycle_testsupport::{cgroup_dirs_left, require_root, unique, Bundle};
 use ttrpc::Code;
 
@@ -619,67 +620,23 @@ fn main() {
         "LIFECYCLE_SHIM_RECORDS",
         std::env::temp_dir().join(format!("lc-hooks-records-{}", std::process::id())),
     );
-    reaper::start();
-    let exits = reaper::subscribe();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
-    rt.block_on(async move {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        std::thread::spawn(move || {
-            while let Some(e) = exits.recv() {
-                if tx.send(e).is_err() {
-                    break;
-                }
-            }
-        });
-        let current: Arc<std::sync::Mutex<Option<Arc<Shim>>>> = Arc::default();
-        let c2 = current.clone();
-        tokio::spawn(async move {
-            while let Some(e) = rx.recv().await {
-                let shim = c2.lock().unwrap().clone();
-                if let Some(s) = shim {
-                    s.handle_exit(e);
-                }
-            }
-        });
-        // A failing test panics and ends the binary with a non-zero status; reaching the end
-        // means every selected test passed.
-        let mut passed = 0usize;
-        macro_rules! run {
-            ($name:ident) => {
-                if filter
-                    .as_deref()
-                    .map_or(true, |f| stringify!($name).contains(f))
-                {
-                    let env = Env::new();
-                    *current.lock().unwrap() = Some(env.shim.clone());
-                    $name(&env).await;
-                    println!("test {} ... ok", stringify!($name));
-                    passed += 1;
-                }
-            };
-        }
-        run!(failed_post_start_stops_the_container_without_task_start);
-        run!(post_start_spawn_failure_and_early_exit);
-        run!(dropped_start_call_does_not_stop_post_start);
-        run!(start_deadline_caps_post_start);
-        run!(concurrent_post_start_running_state_second_start_and_exec);
-        run!(before_entrypoint_holds_the_entrypoint_in_created);
-        run!(kill_and_delete_cancel_a_running_post_start);
-        run!(stop_request_during_post_start_runs_termination);
-        run!(pre_stop_then_stop_signal);
-        run!(sigkill_at_the_grace_deadline);
-        run!(exit_during_pre_stop_abandons_the_hook);
-        run!(cri_stop_request_forwards_its_signal);
-        run!(paused_container_is_resumed_first);
-        run!(malformed_annotation_fails_create);
-        run!(sandbox_runs_no_hooks);
-        println!("\n{passed} passed, 0 failed");
-    });
+    common::run_tests!(
+        failed_post_start_stops_the_container_without_task_start,
+        post_start_spawn_failure_and_early_exit,
+        dropped_start_call_does_not_stop_post_start,
+        start_deadline_caps_post_start,
+        concurrent_post_start_running_state_second_start_and_exec,
+        before_entrypoint_holds_the_entrypoint_in_created,
+        kill_and_delete_cancel_a_running_post_start,
+        stop_request_during_post_start_runs_termination,
+        pre_stop_then_stop_signal,
+        sigkill_at_the_grace_deadline,
+        exit_during_pre_stop_abandons_the_hook,
+        cri_stop_request_forwards_its_signal,
+        paused_container_is_resumed_first,
+        malformed_annotation_fails_create,
+        sandbox_runs_no_hooks,
+    );
     let _ = std::fs::remove_dir_all(
         std::env::temp_dir().join(format!("lc-hooks-records-{}", std::process::id())),
     );

@@ -3,6 +3,8 @@
 //! containers). harness = false: this binary is re-executed as the runtime's helper, so `main`
 //! must hand over to the runtime first.
 
+mod common;
+
 use std::{sync::Arc, time::Duration};
 
 use containerd_shim_lifecycle_v1::{
@@ -15,7 +17,6 @@ use containerd_shim_protos::{
     protobuf::well_known_types::any::Any,
     types::task::Status,
 };
-use lifecycle_runtime::reaper;
 use lifecycle_testsupport::{require_root, unique, Bundle};
 use ttrpc::Code;
 
@@ -337,58 +338,14 @@ async fn update_changes_the_cgroup(env: &Env) {
 fn main() {
     lifecycle_runtime::run_helper_if_requested();
     require_root();
-    reaper::start();
-    let exits = reaper::subscribe();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let filter = std::env::args().nth(1).filter(|a| !a.starts_with('-'));
-    rt.block_on(async move {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        std::thread::spawn(move || {
-            while let Some(e) = exits.recv() {
-                if tx.send(e).is_err() {
-                    break;
-                }
-            }
-        });
-        let current: Arc<std::sync::Mutex<Option<Arc<Shim>>>> = Arc::default();
-        let c2 = current.clone();
-        tokio::spawn(async move {
-            while let Some(e) = rx.recv().await {
-                let shim = c2.lock().unwrap().clone();
-                if let Some(s) = shim {
-                    s.handle_exit(e);
-                }
-            }
-        });
-        // A failing test panics and ends the binary with a non-zero status; reaching the end
-        // means every selected test passed.
-        let mut passed = 0usize;
-        macro_rules! run {
-            ($name:ident) => {
-                if filter
-                    .as_deref()
-                    .map_or(true, |f| stringify!($name).contains(f))
-                {
-                    let env = Env::new();
-                    *current.lock().unwrap() = Some(env.shim.clone());
-                    $name(&env).await;
-                    println!("test {} ... ok", stringify!($name));
-                    passed += 1;
-                }
-            };
-        }
-        run!(run_wait_delete_in_order);
-        run!(exec_events_and_errors);
-        run!(delete_of_a_created_task_reports_its_exit_first);
-        run!(bad_requests_have_the_right_codes);
-        run!(unknown_ids_and_wrong_states_answer_their_codes);
-        run!(update_changes_the_cgroup);
-        println!("\n{passed} passed, 0 failed");
-    });
+    common::run_tests!(
+        run_wait_delete_in_order,
+        exec_events_and_errors,
+        delete_of_a_created_task_reports_its_exit_first,
+        bad_requests_have_the_right_codes,
+        unknown_ids_and_wrong_states_answer_their_codes,
+        update_changes_the_cgroup,
+    );
     // The runtime removes each container's cgroup, not the parent the tests named.
     for dir in std::fs::read_dir("/sys/fs/cgroup")
         .into_iter()
