@@ -51,6 +51,7 @@ mod seccomp;
 mod state;
 mod validate;
 
+pub use cgroups::warm::{warm_migration, Warmup};
 pub use container::{
     Container, CreateOptions, Created, OomEvent, OomWatcher, Spawned, Status, Stdio,
 };

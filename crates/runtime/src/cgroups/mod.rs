@@ -16,6 +16,7 @@ use crate::error::Error;
 pub(crate) mod devices_bpf;
 pub(crate) mod v1;
 pub(crate) mod v2;
+pub(crate) mod warm;
 
 /// The container's cgroup on whichever hierarchy the host uses.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -17,10 +17,15 @@ use crate::{
     validate,
 };
 
+/// Longest a create or exec keeps the cgroup migration lock warm (it stops when they return).
+pub(crate) const WARMUP_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Container {
     /// Creates the container: the init is a child of the calling process, held before the
     /// entrypoint until [`Container::start`]. On error nothing is left behind.
     pub fn create(opts: CreateOptions) -> Result<Created, Error> {
+        // The helper's cgroup join would otherwise wait for an RCU grace period (cgroups/warm.rs).
+        let _warm = cgroups::warm::warm_migration(WARMUP_MAX);
         if opts.id.is_empty() || opts.id.contains('/') || opts.id == "." || opts.id == ".." {
             return Err(Error::InvalidSpec(format!(
                 "container id {:?} must be a non-empty name without '/'",

@@ -18,6 +18,8 @@ impl Container {
     /// reaps it (subscribe to the reaper before calling).
     pub fn exec(&self, process: &Process, stdio: Stdio) -> Result<Spawned, Error> {
         process::validate(process).map_err(Error::InvalidSpec)?;
+        // As in create: the helper joins the container's cgroup (cgroups/warm.rs).
+        let _warm = crate::cgroups::warm::warm_migration(super::create::WARMUP_MAX);
         match self.status() {
             Status::Stopped => {
                 return Err(Error::NotRunning {
