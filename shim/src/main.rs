@@ -18,15 +18,6 @@ fn write_stdout(data: &[u8]) -> std::io::Result<()> {
     out.flush()
 }
 
-/// glibc gives every thread that allocates its own arena (at least 132 KiB reserved, touched
-/// pages kept after use); the server's few threads allocate little and rarely at the same
-/// time, so one arena for all of them saves 30-60 KiB per shim (measured), and a node runs a
-/// shim per container.
-fn one_malloc_arena() {
-    // SAFETY: mallopt only sets an allocator parameter; called before the server's threads.
-    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
-}
-
 fn main() {
     // Rust sets SIGPIPE to "ignore" before main, and exec keeps ignored signals: container
     // processes, started by helpers re-executed from this binary, would inherit it (runc's do
@@ -64,7 +55,7 @@ fn main() {
             .map_err(|e| e.to_string())
             .and_then(|d| write_stdout(&d).map_err(|e| e.to_string())),
         Action::Serve => {
-            one_malloc_arena();
+            server::one_malloc_arena();
             server::serve(&flags).map_err(|e| e.to_string())
         }
     };

@@ -1,7 +1,7 @@
 //! The `start` action: find or create the shim's socket, spawn the long-lived server on it, and
 //! tell containerd where it is. Runs on every container's critical path, so it is plain blocking
-//! code: no async runtime, no threads (the server is spawned with a `pre_exec`, which is only
-//! sound in a single-threaded process).
+//! code: no async runtime, no threads (the server is this process forked, which is only sound
+//! in a single-threaded process).
 
 use std::{
     collections::HashMap,
@@ -12,11 +12,9 @@ use std::{
         unix::{
             fs::PermissionsExt,
             net::{UnixListener, UnixStream},
-            process::CommandExt,
         },
     },
     path::{Path, PathBuf},
-    process::{Command, Stdio},
 };
 
 use containerd_shim_protos::{
@@ -344,6 +342,87 @@ fn adjust_oom_score(pid: u32) {
     }
 }
 
+/// In the forked child: detach from containerd (own session; stdio to /dev/null, since
+/// containerd reads `start`'s stdout to EOF), keep only the listening socket (as fd 3, where
+/// a re-executed server would find it), and serve until the shim exits.
+fn become_server(
+    flags: &Flags,
+    bundle: &Path,
+    ttrpc: Option<&str>,
+    listener: i32,
+    devnull: i32,
+) -> ! {
+    // SAFETY: plain syscalls on descriptors this process owns, in a single-threaded child.
+    let ok = unsafe {
+        libc::setsid() >= 0
+            && (listener == LISTENER_FD || libc::dup2(listener, LISTENER_FD) >= 0)
+            && libc::dup2(devnull, 0) >= 0
+            && libc::dup2(devnull, 1) >= 0
+            && libc::dup2(devnull, 2) >= 0
+    };
+    if !ok {
+        // SAFETY: exit without running the parent's atexit handlers or flushing its buffers.
+        unsafe { libc::_exit(1) };
+    }
+    // Nothing else of `start` (containerd's stdin pipe, /dev/null) stays open in the server.
+    // SAFETY: closes only descriptors above the listener's.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            (LISTENER_FD + 1) as u32,
+            u32::MAX,
+            0u32,
+        )
+    };
+    if std::env::set_current_dir(bundle).is_err() {
+        // SAFETY: as above.
+        unsafe { libc::_exit(1) };
+    }
+    if let Some(address) = ttrpc {
+        std::env::set_var(TTRPC_ADDRESS_ENV, address);
+    }
+    hide_start_argument();
+    crate::server::one_malloc_arena();
+    let code = match crate::server::serve(flags) {
+        Ok(()) => 0,
+        Err(e) => {
+            log::error!("shim server: {e}");
+            1
+        }
+    };
+    std::process::exit(code)
+}
+
+/// The server inherited `start`'s command line, which ends in `start`: blank that word in
+/// place, so `ps` shows the server as containerd would have started it. Best effort, and only
+/// when the bytes at glibc's `program_invocation_name` are the command line the kernel shows.
+fn hide_start_argument() {
+    let Ok(cmdline) = fs::read("/proc/self/cmdline") else {
+        return;
+    };
+    if !cmdline.ends_with(b"\0start\0") {
+        return;
+    }
+    extern "C" {
+        static mut program_invocation_name: *mut libc::c_char;
+    }
+    // SAFETY: glibc points program_invocation_name at argv[0], the start of the argument
+    // area the kernel reports in /proc/self/cmdline; it is compared byte for byte before a
+    // single byte is written, and the write stays inside it.
+    unsafe {
+        let base = program_invocation_name.cast::<u8>();
+        if base.is_null() {
+            return;
+        }
+        let area = std::slice::from_raw_parts_mut(base, cmdline.len());
+        if area != cmdline.as_slice() {
+            return;
+        }
+        let start = cmdline.len() - "start\0".len();
+        area[start..].fill(0);
+    }
+}
+
 /// The whole `start` action; returns what to print on stdout.
 pub fn run(flags: &Flags) -> Result<Vec<u8>, StartError> {
     let mut stdin = Vec::new();
@@ -362,70 +441,47 @@ pub fn run(flags: &Flags) -> Result<Vec<u8>, StartError> {
         return input.answer(&address);
     };
     write_file(bundle.join("address"), address.as_bytes())?;
-
-    // Exec this very binary (an upgrade may have replaced the file on disk), but under its
-    // real name, so `ps` and containerd's tooling see what the process is.
-    let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg0(
-        std::env::current_exe().unwrap_or_else(|_| PathBuf::from("containerd-shim-lifecycle-v1")),
-    );
-    cmd.args([
-        "-namespace",
-        &flags.namespace,
-        "-id",
-        &flags.id,
-        "-address",
-        &flags.address,
-    ]);
-    if !flags.publish_binary.is_empty() {
-        cmd.args(["-publish-binary", &flags.publish_binary]);
-    }
-    if flags.debug || input.debug() {
-        cmd.arg("-debug");
-    }
-    if let Some(ttrpc) = input.ttrpc_address() {
-        cmd.env(TTRPC_ADDRESS_ENV, ttrpc);
-    }
-    // The server's stdout/stderr must not be containerd's pipe: containerd reads `start`'s
-    // output to EOF.
-    cmd.current_dir(&bundle)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let fd = listener.as_raw_fd();
-    // SAFETY: `start` is single-threaded, and only async-signal-safe calls run after fork.
-    unsafe {
-        cmd.pre_exec(move || {
-            // Own session and process group: signals to containerd's group never reach the shim.
-            if libc::setsid() < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // dup2 clears close-on-exec on the new fd, but is a no-op when the socket
-            // already is fd 3: then clear the flag by hand.
-            if fd == LISTENER_FD {
-                if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            } else if libc::dup2(fd, LISTENER_FD) < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let child = cmd.spawn().map_err(|e| {
-        let _ = fs::remove_file(socket_path(&address));
-        StartError::Spawn(e)
-    })?;
-    let pid = child.id();
-    // The child is not waited for: `start` exits now and the server is reparented.
-    drop(child);
-    write_file(bundle.join("shim.pid"), pid.to_string().as_bytes())?;
-    adjust_oom_score(pid);
+    // Join the configured cgroup before the server exists, so it is born there: nothing can
+    // then see it outside (the server warms the cgroup migration lock with writes naming its
+    // current cgroup; a move from here afterwards could be undone by one of them).
     if let RuntimeOptions::Runc(opts) = input.options() {
         if !opts.shim_cgroup.is_empty() {
-            join_shim_cgroup(pid, &opts.shim_cgroup)?;
+            join_shim_cgroup(std::process::id(), &opts.shim_cgroup)?;
         }
     }
+
+    // The server is this process forked, not a new execution of the binary: `start` is
+    // single-threaded (no async runtime, no thread yet), so the child can go on running Rust
+    // code, and containerd gets its answer without waiting for an exec and a second
+    // start-up of the binary (the server never needs a fresh image: it never unshares or
+    // joins namespaces, and its helpers are executed from a sealed copy anyway).
+    let server = Flags {
+        action: crate::flags::Action::Serve,
+        debug: flags.debug || input.debug(),
+        bundle: None,
+        ..flags.clone()
+    };
+    let ttrpc = input.ttrpc_address().map(str::to_owned);
+    let devnull = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(StartError::Spawn)?;
+    let fd = listener.as_raw_fd();
+    // SAFETY: fork in a single-threaded process; the child below never returns.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        let _ = fs::remove_file(socket_path(&address));
+        return Err(StartError::Spawn(io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        become_server(&server, &bundle, ttrpc.as_deref(), fd, devnull.as_raw_fd());
+    }
+    drop(devnull);
+    drop(listener);
+    let pid = pid as u32;
+    write_file(bundle.join("shim.pid"), pid.to_string().as_bytes())?;
+    adjust_oom_score(pid);
     input.answer(&address)
 }
 
