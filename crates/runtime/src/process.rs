@@ -255,6 +255,12 @@ fn env_with_home(p: &Process) -> Vec<String> {
 
 fn finalize(p: &Process, seccomp: Option<&LinuxSeccomp>, userns_setgroups: bool) -> R {
     let nnp = p.no_new_privileges().unwrap_or(false);
+    // No host fd may reach the container (CVE-2024-21626): everything above 2 is closed at
+    // exec, including our channel, whose closing tells the caller that exec succeeded. First,
+    // before a seccomp filter can be loaded below: the container's own profile may not allow
+    // close_range (runtime-tools' default one predates it). Every fd opened after this point is
+    // opened close-on-exec (Rust's std does so).
+    close_fds_at_exec()?;
     let filter = match seccomp {
         Some(s) => Some(crate::seccomp::build(s).map_err(|e| SetupError::new("seccomp", e))?),
         None => None,
@@ -325,29 +331,54 @@ fn finalize(p: &Process, seccomp: Option<&LinuxSeccomp>, userns_setgroups: bool)
         }
     }
     reset_signals();
-    // No host fd may reach the container (CVE-2024-21626): everything above 2 is closed at
-    // exec, including our channel, whose closing tells the caller that exec succeeded.
+    if nnp {
+        // As late as possible, so the filter only has to allow execve.
+        if let Some(f) = &filter {
+            f.load()
+                .map_err(|e| SetupError::new("seccomp", format!("load filter: {e}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// Marks every fd above 2 close-on-exec: with close_range(CLOSE_RANGE_CLOEXEC) (Linux 5.11),
+/// else by walking /proc/self/fd as runc does.
+fn close_fds_at_exec() -> R {
     // SAFETY: close_range with flags on a range of fds.
-    if unsafe {
+    let rc = unsafe {
         libc::syscall(
             libc::SYS_close_range,
             3u32,
             u32::MAX,
             libc::CLOSE_RANGE_CLOEXEC,
         )
-    } != 0
-    {
-        return Err(SetupError::sys(
-            "close-fds",
-            "close_range(3, ~0, CLOSE_RANGE_CLOEXEC)",
-            nix::errno::Errno::last(),
-        ));
+    };
+    if rc == 0 {
+        return Ok(());
     }
-    if nnp {
-        // As late as possible, so the filter only has to allow execve.
-        if let Some(f) = &filter {
-            f.load()
-                .map_err(|e| SetupError::new("seccomp", format!("load filter: {e}")))?;
+    let first = nix::errno::Errno::last();
+    let err = |what: &str, e: std::io::Error| {
+        SetupError::new(
+            "close-fds",
+            format!("close_range failed ({first}), and {what}: {e}"),
+        )
+    };
+    let dir = std::fs::read_dir("/proc/self/fd").map_err(|e| err("reading /proc/self/fd", e))?;
+    let fds: Vec<i32> = dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+        .filter(|fd| *fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: fcntl on an fd number; one that was the directory's own (now closed) fails
+        // with EBADF, which is fine.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0
+            && nix::errno::Errno::last() != nix::errno::Errno::EBADF
+        {
+            return Err(err(
+                &format!("fcntl({fd}, F_SETFD, FD_CLOEXEC)"),
+                std::io::Error::last_os_error(),
+            ));
         }
     }
     Ok(())

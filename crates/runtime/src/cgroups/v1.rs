@@ -147,12 +147,7 @@ impl V1 {
                     "linux.resources.memory.kernelTCP",
                 )?;
             }
-            #[allow(deprecated)]
-            if m.kernel().is_some() {
-                return Err(Error::unsupported(
-                    "linux.resources.memory.kernel (kernel memory limits were removed from Linux)",
-                ));
-            }
+            warn_kernel_memory(m);
             if let Some(v) = m.swappiness() {
                 if v > 100 {
                     return Err(Error::InvalidSpec(format!(
@@ -434,6 +429,18 @@ fn apply_devices(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), Error> {
         write(dir, file, &device_rule(r))?;
     }
     Ok(())
+}
+
+/// `memory.kernel` is deprecated by the runtime spec (1.1, NOT RECOMMENDED), and Linux 5.16
+/// removed kernel memory limits; runc 1.0 and later ignore it. So do we, saying so in the log.
+pub(crate) fn warn_kernel_memory(m: &oci_spec::runtime::LinuxMemory) {
+    #[allow(deprecated)]
+    if let Some(v) = m.kernel() {
+        log::warn!(
+            "linux.resources.memory.kernel ({v}) is ignored: kernel memory limits were removed \
+             from Linux (runc ignores it too)"
+        );
+    }
 }
 
 #[cfg(test)]

@@ -112,6 +112,7 @@ impl V2 {
                     "linux.resources.memory.swappiness (cgroup v1 only)",
                 ));
             }
+            super::v1::warn_kernel_memory(m);
             if m.kernel_tcp().is_some() {
                 return Err(Error::unsupported(
                     "linux.resources.memory.kernelTCP (cgroup v1 only)",

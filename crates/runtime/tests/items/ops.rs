@@ -128,7 +128,8 @@ pub fn pids_pause_resume_kill_all() {
 pub fn resources_at_create_and_update() {
     let mut fx = Fixture::new(&["/bin/sleep", "1000"]);
     fx.bundle.spec["linux"]["resources"]["memory"] =
-        json!({"limit": 67108864, "reservation": 33554432, "swappiness": 10});
+        // `kernel` is ignored with a warning, as runc does (kernel memory limits are gone).
+        json!({"limit": 67108864, "reservation": 33554432, "swappiness": 10, "kernel": 16777216});
     fx.bundle.spec["linux"]["resources"]["cpu"] =
         json!({"shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0"});
     fx.bundle.spec["linux"]["resources"]["pids"] = json!({"limit": 50});

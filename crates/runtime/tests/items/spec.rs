@@ -307,6 +307,26 @@ pub fn seccomp_filter() {
         o.stdout
     );
     assert!(o.stdout.contains("Operation not permitted"), "{}", o.stdout);
+    // A profile older than close_range (runtime-tools' default denies it), without
+    // no_new_privs, so loaded before the fd cleanup: the container still starts (the runtime
+    // marks fds close-on-exec before it loads the filter), and no fd above 2 reaches it.
+    let o = sh("ls /proc/self/fd; echo started", |s| {
+        s["process"]["noNewPrivileges"] = json!(false);
+        s["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["close_range"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+        });
+    });
+    assert!(o.stdout.contains("started"), "{}", o.stdout);
+    let fds: Vec<&str> = o
+        .stdout
+        .lines()
+        .filter(|l| l.parse::<u32>().is_ok())
+        .collect();
+    assert!(
+        fds.iter().all(|fd| ["0", "1", "2", "3"].contains(fd)),
+        "only stdio and ls's own directory fd expected: {fds:?}"
+    );
     let err = sh_err(
         "true",
         |s| {
