@@ -291,6 +291,36 @@ fn run_foreground_exits_with_the_container_status() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
     w.assert_clean();
 
+    // No fd of lifecycle-runc reaches the container: not its log, not one it inherited
+    // without close-on-exec (here fd 7).
+    let w = World::new(&["sh", "-c", "ls /proc/1/fd; true"]);
+    let log = w.root.path().join("log.json");
+    let mut cmd = w.cmd(&[
+        "--log",
+        log.to_str().unwrap(),
+        "run",
+        "--bundle",
+        w.bundle.path().to_str().unwrap(),
+        &w.id,
+    ]);
+    // SAFETY: only dup2 between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            if libc::dup2(2, 7) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = output(cmd);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "0\n1\n2\n");
+    w.assert_clean();
+
     // Signals to `run` reach the container; killed by a signal: 128 + signal, as runc.
     let w = World::new(&[
         "sh",
