@@ -174,8 +174,12 @@ fn run(argv: &[String]) -> Res {
     };
     let rest = rest.to_vec();
     match command.as_str() {
-        "create" => cmd::lifecycle::create(&global, &rest),
-        "run" => cmd::lifecycle::run(&global, &rest),
+        // runc's wording: "runc create failed: container with given ID already exists".
+        "create" => cmd::lifecycle::create(&global, &rest)
+            .map_err(|f| f.context("lifecycle-runc create failed")),
+        "run" => {
+            cmd::lifecycle::run(&global, &rest).map_err(|f| f.context("lifecycle-runc run failed"))
+        }
         "start" => cmd::lifecycle::start(&global, &rest),
         "delete" => cmd::lifecycle::delete(&global, &rest),
         "kill" => cmd::lifecycle::kill(&global, &rest),

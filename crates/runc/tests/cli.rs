@@ -603,7 +603,11 @@ fn list_pause_resume_update() {
     // delete --force of a running container.
     w.ok(&["delete", "--force", &w.id]);
     w.assert_clean();
-    assert_eq!(w.ok(&["list", "--format", "json"]).trim(), "[]");
+    assert_eq!(
+        w.ok(&["list", "--format", "json"]).trim(),
+        "null",
+        "runc prints null"
+    );
 }
 
 fn cgroup_file(controller: &str, cgroup: &str, file: &str) -> PathBuf {

@@ -60,7 +60,12 @@ pub fn list(g: &Global, argv: &[String]) -> Res {
     }
     match p.get("format").unwrap_or("table") {
         "json" => {
-            let line = serde_json::to_string(&docs).unwrap_or_default();
+            // runc encodes a nil slice: `null` when there is no container.
+            let line = if docs.is_empty() {
+                "null".to_owned()
+            } else {
+                serde_json::to_string(&docs).unwrap_or_default()
+            };
             println!("{line}");
             Ok(())
         }
