@@ -549,6 +549,23 @@ fn console_socket_receives_the_pty_master() {
     assert!(child.wait_with_output().unwrap().status.success());
     w.ok(&["delete", "--force", &w.id]);
     w.assert_clean();
+
+    // Foreground `run` with a terminal and no console socket relays the pty to its own stdio.
+    let mut w = World::new(&["sh", "-c", "tty; exit 4"]);
+    w.bundle.spec["process"]["terminal"] = json!(true);
+    w.bundle.write_spec();
+    let out = w.run(&["run", "--bundle", w.bundle.path().to_str().unwrap(), &w.id]);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("/dev/pts/0"),
+        "{out:?}"
+    );
+    w.assert_clean();
 }
 
 #[test]
