@@ -12,9 +12,10 @@ use crate::{
     Fail, Global, Res,
 };
 
-/// The runtime-spec versions the library reads (oci-spec 0.10 implements 1.x).
+/// The runtime-spec versions the library reads: from 1.0.0 to the version of the oci-spec
+/// types it parses with.
 pub const OCI_VERSION_MIN: &str = "1.0.0";
-pub const OCI_VERSION_MAX: &str = "1.2.1";
+pub const OCI_VERSION_MAX: &str = oci_spec::runtime::VERSION;
 
 fn print_json<T: Serialize>(v: &T, indent: &[u8], newline: bool) -> Res {
     let mut out = Vec::new();
@@ -175,17 +176,45 @@ pub fn features(argv: &[String]) -> Res {
     let mut caps: Vec<caps::Capability> = caps::all().into_iter().collect();
     caps.sort_by_key(|c| c.index());
     let caps: Vec<String> = caps.iter().map(|c| c.to_string()).collect();
-    let doc = json!({
-        "ociVersionMin": OCI_VERSION_MIN,
-        "ociVersionMax": OCI_VERSION_MAX,
-        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
-        "mountOptions": lifecycle_runtime::mount_options(),
-        "linux": {
+    // Structs rather than a json! map, to print the keys in the specification's (and runc's)
+    // order.
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Features {
+        oci_version_min: &'static str,
+        oci_version_max: &'static str,
+        hooks: Value,
+        mount_options: Vec<&'static str>,
+        linux: Linux,
+        annotations: Value,
+    }
+    #[derive(Serialize)]
+    struct Linux {
+        namespaces: Value,
+        capabilities: Vec<String>,
+        cgroup: Value,
+        seccomp: Value,
+        apparmor: Value,
+        selinux: Value,
+    }
+    let doc = Features {
+        oci_version_min: OCI_VERSION_MIN,
+        oci_version_max: OCI_VERSION_MAX,
+        hooks: json!([
+            "prestart",
+            "createRuntime",
+            "createContainer",
+            "startContainer",
+            "poststart",
+            "poststop"
+        ]),
+        mount_options: lifecycle_runtime::mount_options(),
+        linux: Linux {
             // No time namespace; a mount namespace can only be new.
-            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
-            "capabilities": caps,
-            "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false},
-            "seccomp": {
+            namespaces: json!(["cgroup", "ipc", "mount", "network", "pid", "user", "uts"]),
+            capabilities: caps,
+            cgroup: json!({"v1": true, "v2": true, "systemd": false, "systemdUser": false}),
+            seccomp: json!({
                 "enabled": true,
                 // No SCMP_ACT_NOTIFY: there is no seccomp agent (listenerPath).
                 "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS",
@@ -197,15 +226,15 @@ pub fn features(argv: &[String]) -> Res {
                           "SCMP_ARCH_MIPSEL64N32", "SCMP_ARCH_PPC", "SCMP_ARCH_PPC64", "SCMP_ARCH_PPC64LE",
                           "SCMP_ARCH_S390", "SCMP_ARCH_S390X", "SCMP_ARCH_X32", "SCMP_ARCH_X86",
                           "SCMP_ARCH_X86_64"]
-            },
-            "apparmor": {"enabled": true},
-            "selinux": {"enabled": true}
+            }),
+            apparmor: json!({"enabled": true}),
+            selinux: json!({"enabled": true}),
         },
-        "annotations": {
+        annotations: json!({
             "org.lifecycle-shim.runc.version": env!("CARGO_PKG_VERSION"),
             "org.opencontainers.runc.checkpoint.enabled": "false"
-        }
-    });
+        }),
+    };
     print_json(&doc, b"    ", true)
 }
 

@@ -180,7 +180,7 @@ pub fn delete(g: &Global, argv: &[String]) -> Res {
         Err(e) => {
             // A directory without state (a create that died before the library wrote it).
             let dir = g.root.dir(id);
-            if store::validate_id(id).is_ok() && dir.is_dir() {
+            if store::validate_id(id).is_ok() && dir.is_dir() && !dir.join("state.json").exists() {
                 let _ = std::fs::remove_dir_all(&dir);
                 return Ok(());
             }
