@@ -247,6 +247,7 @@ impl Shim {
                 bundle: b.clone(),
                 stdio,
                 state_dir: b.join(STATE_DIR),
+                hold: lifecycle_runtime::Hold::Caller,
             })
             .map_err(|e| undo(TaskError::runtime("create")(e)))?;
             if let Some(master) = created.console {

@@ -43,6 +43,7 @@ pub fn run_bundle(args: Vec<String>) -> ExitCode {
         bundle: PathBuf::from(bundle),
         stdio: Stdio::default(),
         state_dir: PathBuf::from(state),
+        hold: lifecycle_runtime::Hold::Caller,
     }) {
         Ok(c) => c,
         Err(e) => {

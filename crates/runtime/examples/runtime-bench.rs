@@ -30,6 +30,7 @@ fn ours(bundle: &Bundle, id: &str) -> Duration {
         bundle: bundle.path().to_owned(),
         stdio: Stdio::default(),
         state_dir: bundle.path().join("state"),
+        hold: lifecycle_runtime::Hold::Caller,
     })
     .expect("create");
     let c = created.container;

@@ -36,6 +36,9 @@ pub(crate) struct CreateConfig {
     pub cgroup_mounts: Vec<CgroupMount>,
     /// The caller has prestart/createRuntime hooks to run: stop and ask.
     pub runtime_hooks: bool,
+    /// The request frame carries an `O_PATH` fd of `exec.fifo`: hold on it, not the channel.
+    #[serde(default)]
+    pub exec_fifo: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -57,8 +60,8 @@ pub(crate) fn main(fd: RawFd) -> i32 {
     // Not inherited by anything exec'd later, whatever happens.
     // SAFETY: fcntl on our fd.
     unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-    let req = match chan.recv() {
-        Ok(Some((ToHelper::Request(r), _))) => *r,
+    let (req, req_fd) = match chan.recv() {
+        Ok(Some((ToHelper::Request(r), fd))) => (*r, fd),
         _ => return 1,
     };
     // Our fd 2 is the container's stderr: a panic must not print there. Report it on a
@@ -70,7 +73,16 @@ pub(crate) fn main(fd: RawFd) -> i32 {
     // SAFETY: a fresh fd from F_DUPFD_CLOEXEC.
     let report = (report_fd >= 0).then(|| unsafe { HelperEnd::from_raw(report_fd) });
     let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match req {
-        HelperRequest::Create(c) => create(chan, *c),
+        HelperRequest::Create(c) => {
+            let fifo = if c.exec_fifo { req_fd } else { None };
+            if c.exec_fifo && fifo.is_none() {
+                return Err((
+                    chan,
+                    SetupError::new("exec-fifo", "the create request came without exec.fifo"),
+                ));
+            }
+            create(chan, *c, fifo)
+        }
         HelperRequest::Exec(e) => exec(chan, *e),
     }));
     match res {
@@ -147,7 +159,7 @@ fn wait_go(r: OwnedFd) -> i32 {
     i32::from_le_bytes(buf)
 }
 
-fn create(chan: HelperEnd, cfg: CreateConfig) -> HelperResult {
+fn create(chan: HelperEnd, cfg: CreateConfig, fifo: Option<OwnedFd>) -> HelperResult {
     let nss = cfg
         .spec
         .linux()
@@ -209,11 +221,12 @@ fn create(chan: HelperEnd, cfg: CreateConfig) -> HelperResult {
         drop(w);
         let host_pid = wait_go(r);
         if flags & libc::CLONE_NEWUSER != 0 {
-            userns_stage(chan, cfg, flags);
+            userns_stage(chan, cfg, flags, fifo);
         }
-        init::run(chan, cfg, host_pid);
+        init::run(chan, cfg, host_pid, fifo);
     }
     drop(r);
+    drop(fifo);
     let post = (|| {
         if flags & libc::CLONE_NEWUSER != 0 {
             // The user-namespace stage reports the init's pid itself.
@@ -233,7 +246,12 @@ fn create(chan: HelperEnd, cfg: CreateConfig) -> HelperResult {
 /// other namespaces, so that they and what they make (such as the IPC namespace's mqueue
 /// instance) belong to the container's root, as with runc; then clone the init (a new pid
 /// namespace applies to children), again with CLONE_PARENT, report its pid and release it.
-fn userns_stage(chan: HelperEnd, cfg: CreateConfig, flags: libc::c_int) -> ! {
+fn userns_stage(
+    chan: HelperEnd,
+    cfg: CreateConfig,
+    flags: libc::c_int,
+    fifo: Option<OwnedFd>,
+) -> ! {
     let res = (|| {
         // Only the uid, as runc's nsexec: the gid becomes 0 in the init's first step. (So the
         // mqueue instance is 0:65534, exactly as under runc.)
@@ -269,9 +287,10 @@ fn userns_stage(chan: HelperEnd, cfg: CreateConfig, flags: libc::c_int) -> ! {
     if pid == 0 {
         drop(w);
         let host_pid = wait_go(r);
-        init::run(chan, cfg, host_pid);
+        init::run(chan, cfg, host_pid, fifo);
     }
     drop(r);
+    drop(fifo);
     let sent = chan
         .send(&FromHelper::Pid(pid))
         .and_then(|()| File::from(w).write_all(&pid.to_le_bytes()));

@@ -111,7 +111,56 @@ fn fail(chan: &HelperEnd, e: SetupError) -> ! {
     unsafe { libc::_exit(1) }
 }
 
-pub(crate) fn run(chan: HelperEnd, cfg: CreateConfig, host_pid: i32) -> ! {
+/// Where the init reports a failure after start.
+enum Gate {
+    /// The creating process's channel.
+    Channel,
+    /// The write end of exec.fifo, read by whoever ran start (the creating process may be
+    /// gone). Close-on-exec: EOF tells start that the entrypoint was exec'd.
+    Fifo(std::fs::File),
+}
+
+fn fail_started(init: &Init, gate: &mut Gate, e: SetupError) -> ! {
+    if let Gate::Fifo(f) = gate {
+        use std::io::Write;
+        let _ = f.write_all(&serde_json::to_vec(&e).unwrap_or_default());
+        // SAFETY: exit without unwinding into the helper's code.
+        unsafe { libc::_exit(1) }
+    }
+    fail(&init.chan, e)
+}
+
+/// Blocks until start opens exec.fifo for reading (runc's pattern), then tells it so with
+/// one byte. The fd is an `O_PATH` handle opened by the caller on the host side; reopening it
+/// through /proc/self/fd works inside the container.
+fn wait_exec_fifo(chan: &HelperEnd, fifo: OwnedFd) -> std::fs::File {
+    use std::io::Write;
+    let path =
+        std::ffi::CString::new(format!("/proc/self/fd/{}", fifo.as_raw_fd())).unwrap_or_default();
+    let fd = loop {
+        // SAFETY: open with a valid C string.
+        let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+        if fd >= 0 {
+            break fd;
+        }
+        let errno = nix::errno::Errno::last();
+        if errno != nix::errno::Errno::EINTR {
+            fail(
+                chan,
+                SetupError::sys("exec-fifo", format!("open {path:?} for writing"), errno),
+            );
+        }
+    };
+    drop(fifo);
+    // SAFETY: a fresh fd.
+    let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    if let Err(e) = f.write_all(b"0") {
+        fail(chan, SetupError::io("exec-fifo", "write exec.fifo", &e));
+    }
+    f
+}
+
+pub(crate) fn run(chan: HelperEnd, cfg: CreateConfig, host_pid: i32, fifo: Option<OwnedFd>) -> ! {
     let mut init = Init {
         chan,
         cfg,
@@ -130,14 +179,17 @@ pub(crate) fn run(chan: HelperEnd, cfg: CreateConfig, host_pid: i32) -> ! {
         fail(&init.chan, SetupError::io("ready", "report ready", &e));
     }
     // Held here until start. EOF means the caller gave up on us: exit quietly.
-    match init.chan.recv() {
-        Ok(Some((ToHelper::Start, _))) => {}
-        // SAFETY: exit without unwinding.
-        _ => unsafe { libc::_exit(1) },
-    }
+    let mut gate = match fifo {
+        None => match init.chan.recv() {
+            Ok(Some((ToHelper::Start, _))) => Gate::Channel,
+            // SAFETY: exit without unwinding.
+            _ => unsafe { libc::_exit(1) },
+        },
+        Some(fifo) => Gate::Fifo(wait_exec_fifo(&init.chan, fifo)),
+    };
     for step in AFTER_START {
         if let Err(e) = (step.run)(&mut init) {
-            fail(&init.chan, e);
+            fail_started(&init, &mut gate, e);
         }
     }
     let seccomp = init
@@ -148,7 +200,7 @@ pub(crate) fn run(chan: HelperEnd, cfg: CreateConfig, host_pid: i32) -> ! {
     let exe = init.exe.clone().unwrap_or_default();
     let setgroups = setgroups_allowed();
     let e = process::finalize_and_exec(init.process(), seccomp.as_ref(), &exe, setgroups);
-    fail(&init.chan, e)
+    fail_started(&init, &mut gate, e)
 }
 
 fn become_root(i: &mut Init) -> R {

@@ -53,7 +53,7 @@ mod validate;
 
 pub use cgroups::warm::{warm_migration, Warmup};
 pub use container::{
-    Container, CreateOptions, Created, OomEvent, OomWatcher, Spawned, Status, Stdio,
+    Container, CreateOptions, Created, Hold, OomEvent, OomWatcher, Spawned, Status, Stdio,
 };
 pub use error::Error;
 pub use exe::{HelperExe, Sealing};
@@ -63,6 +63,12 @@ pub use exe::{HelperExe, Sealing};
 #[doc(hidden)]
 pub fn validate_spec(spec: &oci_spec::runtime::Spec) -> Result<(), Error> {
     validate::spec(spec)
+}
+
+/// The named mount options `mounts[].options` may use (for a features document such as
+/// `lifecycle-runc features`); filesystem data options (`mode=`, `size=`...) pass through.
+pub fn mount_options() -> Vec<&'static str> {
+    rootfs::known_options()
 }
 
 /// If this process was started as a helper (`argv[1]` is the helper marker), runs the helper and

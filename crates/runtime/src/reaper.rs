@@ -4,10 +4,16 @@
 //!
 //! Once the reaper runs, nothing else in the process may wait for children
 //! (`std::process::Command::wait`/`output` would race with it and fail with ECHILD).
+//!
+//! A short-lived command line (`lifecycle-runc`) calls [`set_manual`] instead: no reaper
+//! thread, and a process is reaped only when someone waits for it by pid
+//! ([`Subscription::wait_for`]). Its container processes are then never reaped behind its
+//! parent's back: once it exits they are reparented, still unreaped, to that parent (a shim
+//! that is a child subreaper gets their exit status), as with runc.
 
 use std::{
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         mpsc, Condvar, Mutex, Once, OnceLock,
     },
     time::{Duration, SystemTime},
@@ -34,6 +40,19 @@ struct Reaper {
 
 static REAPER: OnceLock<Reaper> = OnceLock::new();
 static STARTED: Once = Once::new();
+static MANUAL: AtomicBool = AtomicBool::new(false);
+
+/// Switches this process to manual reaping, before anything spawns: [`start`] does nothing,
+/// and [`Subscription::wait_for`] reaps the one pid it waits for (`waitid(P_PID)`); other
+/// subscription calls never see an exit. Children nobody waits for stay unreaped until this
+/// process exits. Has no effect once the reaper thread runs.
+pub fn set_manual() {
+    MANUAL.store(true, Ordering::SeqCst);
+}
+
+fn manual() -> bool {
+    MANUAL.load(Ordering::SeqCst) && !STARTED.is_completed()
+}
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 fn reaper() -> &'static Reaper {
@@ -47,6 +66,9 @@ fn reaper() -> &'static Reaper {
 /// Starts the reaper thread (once per process; later calls do nothing) and makes this process
 /// a child subreaper, so orphans of its containers are reparented here and reaped.
 pub fn start() {
+    if MANUAL.load(Ordering::SeqCst) {
+        return;
+    }
     STARTED.call_once(|| {
         // SAFETY: prctl with integer arguments.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
@@ -84,6 +106,9 @@ impl Subscription {
     /// `timeout` (None = forever).
     pub fn wait_for(&self, pid: i32, timeout: Option<Duration>) -> Option<Exit> {
         let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        if manual() {
+            return wait_pid(pid, deadline);
+        }
         loop {
             let exit = match deadline {
                 None => self.recv()?,
@@ -126,6 +151,47 @@ pub fn notify() {
     r.wake.notify_all();
 }
 
+/// Manual mode: reaps `pid` alone (blocking without a deadline, else polling).
+fn wait_pid(pid: i32, deadline: Option<std::time::Instant>) -> Option<Exit> {
+    loop {
+        // SAFETY: siginfo_t is plain data; waitid fills it.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let flags = libc::WEXITED | if deadline.is_some() { libc::WNOHANG } else { 0 };
+        // SAFETY: valid pointer to a siginfo_t.
+        let rc = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, flags) };
+        if rc == 0 {
+            // SAFETY: waitid succeeded; si_pid is 0 when WNOHANG found nothing yet.
+            if unsafe { info.si_pid() } == pid {
+                return Some(exit_of(&info));
+            }
+        } else if nix::errno::Errno::last() != nix::errno::Errno::EINTR {
+            return None;
+        }
+        if let Some(d) = deadline {
+            if std::time::Instant::now() >= d {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+fn exit_of(info: &libc::siginfo_t) -> Exit {
+    // SAFETY: called after a successful waitid with WEXITED: si_pid/si_status are valid.
+    let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+    let (status, signal) = if info.si_code == libc::CLD_EXITED {
+        (status, None)
+    } else {
+        (128 + status, Some(status))
+    };
+    Exit {
+        pid,
+        status,
+        signal,
+        at: SystemTime::now(),
+    }
+}
+
 fn run(r: &'static Reaper) {
     loop {
         let generation = *r.spawned.lock().unwrap_or_else(|e| e.into_inner());
@@ -134,22 +200,11 @@ fn run(r: &'static Reaper) {
         // SAFETY: valid pointer to a siginfo_t.
         let rc = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED) };
         if rc == 0 {
-            // SAFETY: waitid succeeded with WEXITED, so si_pid/si_status are valid.
-            let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
-            if pid == 0 {
+            // SAFETY: waitid succeeded with WEXITED, so si_pid is valid.
+            if unsafe { info.si_pid() } == 0 {
                 continue;
             }
-            let (status, signal) = if info.si_code == libc::CLD_EXITED {
-                (status, None)
-            } else {
-                (128 + status, Some(status))
-            };
-            let exit = Exit {
-                pid,
-                status,
-                signal,
-                at: SystemTime::now(),
-            };
+            let exit = exit_of(&info);
             let mut subs = r.subscribers.lock().unwrap_or_else(|e| e.into_inner());
             subs.retain(|(_, tx)| tx.send(exit).is_ok());
             continue;

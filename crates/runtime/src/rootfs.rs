@@ -159,6 +159,19 @@ const UNSUPPORTED_OPTIONS: &[&str] = &[
     "dest-nofollow",
 ];
 
+/// Every named mount option this runtime applies (filesystem data options such as `mode=`
+/// pass through to the filesystem and are not listed), sorted.
+pub(crate) fn known_options() -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = FLAG_OPTIONS
+        .iter()
+        .map(|(n, _, _)| *n)
+        .chain(PROPAGATION_OPTIONS.iter().map(|(n, _)| *n))
+        .chain(["bind", "rbind"])
+        .collect();
+    v.sort_unstable();
+    v
+}
+
 pub(crate) fn parse_options(opts: &[String]) -> Result<MountOptions, String> {
     let mut out = MountOptions::default();
     for o in opts {

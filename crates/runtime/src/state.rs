@@ -14,6 +14,8 @@ use crate::{cgroups::Cgroup, error::Error};
 /// Bump when the format changes incompatibly; `load` refuses other versions by name.
 pub(crate) const STATE_VERSION: u32 = 1;
 pub(crate) const STATE_FILE: &str = "state.json";
+/// The FIFO a [`crate::Hold::ExecFifo`] init blocks on until start.
+pub(crate) const EXEC_FIFO: &str = "exec.fifo";
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct State {
@@ -26,6 +28,10 @@ pub(crate) struct State {
     pub init_start_time: u64,
     pub cgroup: Cgroup,
     pub spec: Spec,
+    /// Held on `exec.fifo` rather than on the creating process's channel. (Absent in state
+    /// written before it existed: those were always held by the channel.)
+    #[serde(default)]
+    pub exec_fifo: bool,
 }
 
 impl State {

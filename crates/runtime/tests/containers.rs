@@ -28,6 +28,7 @@ fn main() {
         kill_held_and_running,
         entrypoint_not_found_fails_create_cleanly,
         load_and_delete_from_another_handle,
+        exec_fifo_start_from_another_handle,
         spec::default_mounts_as_runc,
         spec::bind_mounts_with_flags_and_propagation,
         spec::bad_mount_fails_create_by_name,
@@ -161,6 +162,56 @@ fn load_and_delete_from_another_handle() {
     assert_eq!(loaded.status(), Status::Running);
     loaded.delete().expect("delete through the loaded handle");
     assert!(Container::load(&fx.state_dir()).is_err());
+    fx.assert_clean();
+}
+
+/// `Hold::ExecFifo`: the creating handle can go away; a loaded handle sees Created while
+/// exec.fifo exists, starts the container, and gets the init's error back through the FIFO.
+fn exec_fifo_start_from_another_handle() {
+    let fx = Fixture::new(&["/bin/sleep", "1000"]);
+    fx.bundle.write_spec();
+    let sub = reaper::subscribe();
+    let mut opts = fx.options(Stdio::default());
+    opts.hold = lifecycle_runtime::Hold::ExecFifo;
+    let created = Container::create(opts).expect("create");
+    let pid = created.container.init_pid();
+    assert_eq!(created.container.status(), Status::Created);
+    drop(created);
+    let fifo = fx.state_dir().join("exec.fifo");
+    assert!(fifo.exists());
+    // Still held after the creating handle is gone (its channel closed).
+    std::thread::sleep(Duration::from_millis(100));
+    let loaded = Container::load(&fx.state_dir()).expect("load");
+    assert_eq!(loaded.status(), Status::Created);
+    loaded.start().expect("start through the loaded handle");
+    assert!(!fifo.exists());
+    assert_eq!(loaded.status(), Status::Running);
+    let again = Container::load(&fx.state_dir()).expect("load again");
+    assert!(again.start().is_err(), "a second start must fail");
+    loaded.kill(libc::SIGKILL, false).expect("kill");
+    sub.wait_for(pid, Some(Duration::from_secs(10)))
+        .expect("init exit");
+    assert_eq!(loaded.status(), Status::Stopped);
+    loaded.delete().expect("delete");
+    fx.assert_clean();
+
+    // An error after start (the cwd does not exist) comes back through the FIFO.
+    let mut fx = Fixture::new(&["/bin/sleep", "1000"]);
+    fx.bundle.spec["process"]["cwd"] = serde_json::json!("/does-not-exist");
+    fx.bundle.write_spec();
+    let mut opts = fx.options(Stdio::default());
+    opts.hold = lifecycle_runtime::Hold::ExecFifo;
+    drop(Container::create(opts).expect("create"));
+    let loaded = Container::load(&fx.state_dir()).expect("load");
+    let err = loaded
+        .start()
+        .expect_err("start with a bad cwd")
+        .to_string();
+    assert!(
+        err.contains("cwd") || err.contains("does-not-exist"),
+        "{err}"
+    );
+    loaded.delete().expect("delete");
     fx.assert_clean();
 }
 

@@ -1,10 +1,15 @@
 //! create: spec checks, cgroup, helper, init held before the entrypoint.
 
-use std::{fs, path::Path, sync::Mutex};
+use std::{
+    fs,
+    os::fd::{AsFd, FromRawFd, OwnedFd},
+    path::Path,
+    sync::Mutex,
+};
 
 use oci_spec::runtime::Spec;
 
-use super::{Container, CreateOptions, Created};
+use super::{Container, CreateOptions, Created, Hold};
 use crate::{
     cgroups::{self, Cgroup},
     channel::{FromHelper, ToHelper},
@@ -86,6 +91,7 @@ impl Container {
             init_start_time: 0,
             cgroup: cgroup.clone(),
             spec,
+            exec_fifo: opts.hold == Hold::ExecFifo,
         };
         // Written before anything exists, so a crash mid-create can still be cleaned up.
         st.write(&opts.state_dir)?;
@@ -105,7 +111,11 @@ impl Container {
                 &devices,
             )));
             cgroup.create(Some(&resources))?;
-            spawn_init(&opts, &bundle, &rootfs, &cgroup, &st.spec)
+            let fifo = match opts.hold {
+                Hold::Caller => None,
+                Hold::ExecFifo => Some(make_exec_fifo(&opts.state_dir)?),
+            };
+            spawn_init(&opts, &bundle, &rootfs, &cgroup, &st.spec, fifo)
         })();
         let (pid, console, chan) = match result {
             Ok(v) => v,
@@ -125,6 +135,11 @@ impl Container {
         if let Err(e) = st.write(&opts.state_dir) {
             return Err(cleanup(e));
         }
+        // An exec.fifo init no longer listens on the channel: closing it changes nothing.
+        let held = match opts.hold {
+            Hold::Caller => Some(chan),
+            Hold::ExecFifo => None,
+        };
         let container = Container {
             id: opts.id.clone(),
             bundle,
@@ -133,13 +148,45 @@ impl Container {
             init_pid: pid,
             init_start_time: st.init_start_time,
             cgroup,
-            held: Mutex::new(Some(chan)),
+            held: Mutex::new(held),
+            exec_fifo: st.exec_fifo,
         };
         Ok(Created { container, console })
     }
 }
 
-type Spawn = (i32, Option<std::os::fd::OwnedFd>, crate::channel::CallerEnd);
+type Spawn = (i32, Option<OwnedFd>, crate::channel::CallerEnd);
+
+/// `<state_dir>/exec.fifo`, writable by anyone (the container's root may be an unprivileged
+/// host uid in a user namespace; the state directory's own mode guards the path), and an
+/// `O_PATH` handle on it for the init, which reopens it for writing through /proc/self/fd once
+/// it is inside the container (runc's pattern).
+fn make_exec_fifo(state_dir: &Path) -> Result<OwnedFd, Error> {
+    use std::os::unix::{ffi::OsStrExt, fs::PermissionsExt};
+    let path = state_dir.join(state::EXEC_FIFO);
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| Error::InvalidSpec(format!("state dir {} has a NUL", state_dir.display())))?;
+    // SAFETY: mkfifo with a valid C string.
+    if unsafe { libc::mkfifo(c.as_ptr(), 0o622) } != 0 {
+        return Err(Error::io(
+            format!("mkfifo {}", path.display()),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // mkfifo applied the umask.
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o622))
+        .map_err(|e| Error::io(format!("chmod {}", path.display()), e))?;
+    // SAFETY: open with a valid C string; the result is checked.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(Error::io(
+            format!("open {}", path.display()),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: a fresh fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
 
 fn spawn_init(
     opts: &CreateOptions,
@@ -147,6 +194,7 @@ fn spawn_init(
     rootfs: &Path,
     cgroup: &Cgroup,
     spec: &Spec,
+    exec_fifo: Option<OwnedFd>,
 ) -> Result<Spawn, Error> {
     let stdio = super::Stdio {
         stdin: opts
@@ -185,13 +233,18 @@ fn spawn_init(
         cgroup_procs: cgroup.procs_files(),
         cgroup_mounts: cgroup_mounts(cgroup),
         runtime_hooks: !prestart.is_empty() || !create_runtime.is_empty(),
+        exec_fifo: exec_fifo.is_some(),
     };
     let helper = exe::spawn_helper(stdio)?;
     let chan = helper.chan;
-    chan.send(&ToHelper::Request(Box::new(HelperRequest::Create(
-        Box::new(cfg),
-    ))))
+    // The exec.fifo handle travels with the request (SCM_RIGHTS): the init cannot reach the
+    // state directory by path once inside the container.
+    chan.send_with_fd(
+        &ToHelper::Request(Box::new(HelperRequest::Create(Box::new(cfg)))),
+        exec_fifo.as_ref().map(|f| f.as_fd()),
+    )
     .map_err(|e| Error::io("send the create request to the helper", e))?;
+    drop(exec_fifo);
     let mut pid = 0;
     let mut console = None;
     loop {

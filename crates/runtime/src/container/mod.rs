@@ -34,6 +34,23 @@ pub struct CreateOptions {
     pub stdio: Stdio,
     /// Where the runtime keeps its state file (created if missing, removed by delete).
     pub state_dir: PathBuf,
+    /// Who may release the held entrypoint.
+    pub hold: Hold,
+}
+
+/// How a created container's init is held before its entrypoint, and so who can start it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Hold {
+    /// Over the channel owned by the creating process: only the [`Container`] that
+    /// [`Container::create`] returned can start it (the shim's in-process path). Dropping it
+    /// makes the held init exit.
+    #[default]
+    Caller,
+    /// On a FIFO in the state directory (`exec.fifo`, runc's pattern): the init blocks opening
+    /// it for writing until [`Container::start`] opens it for reading, from any process that
+    /// [`Container::load`]s the state. The creating process may exit. The status is `Created`
+    /// while the FIFO exists.
+    ExecFifo,
 }
 
 /// A created container, held before its entrypoint.
@@ -71,11 +88,14 @@ pub struct Container {
     cgroup: Cgroup,
     /// The channel to the held init (until start). None for a loaded container.
     held: Mutex<Option<CallerEnd>>,
+    /// Created with [`Hold::ExecFifo`]: held while `<state_dir>/exec.fifo` exists.
+    exec_fifo: bool,
 }
 
 impl Container {
     /// The container whose state is in `state_dir` (written by create, possibly in another
-    /// process), for delete after a crash. Start is not possible on a loaded container.
+    /// process). Every operation works on it; [`Container::start`] only if it was created
+    /// with [`Hold::ExecFifo`].
     pub fn load(state_dir: &Path) -> Result<Container, Error> {
         let st = state::State::read(state_dir)?;
         Ok(Container {
@@ -87,6 +107,7 @@ impl Container {
             init_start_time: st.init_start_time,
             cgroup: st.cgroup,
             held: Mutex::new(None),
+            exec_fifo: st.exec_fifo,
         })
     }
 
@@ -119,10 +140,18 @@ impl Container {
         if self.held.lock().map(|h| h.is_some()).unwrap_or(false) {
             return Status::Created;
         }
+        if self.exec_fifo && self.exec_fifo_path().exists() {
+            return Status::Created;
+        }
         if self.is_frozen() {
             return Status::Paused;
         }
         Status::Running
+    }
+
+    /// Where a [`Hold::ExecFifo`] container's init waits for start.
+    pub(crate) fn exec_fifo_path(&self) -> PathBuf {
+        self.state_dir.join(state::EXEC_FIFO)
     }
 
     fn is_frozen(&self) -> bool {

@@ -88,6 +88,7 @@ impl Fixture {
             bundle: self.bundle.path().to_owned(),
             stdio,
             state_dir: self.state_dir(),
+            hold: lifecycle_runtime::Hold::Caller,
         }
     }
 
