@@ -138,11 +138,13 @@ impl StateDoc {
             .as_ref()
             .map(|r| r.path().clone())
             .unwrap_or_default();
-        let rootfs = if root.is_absolute() {
+        let joined = if root.is_absolute() {
             root
         } else {
             c.bundle().join(root)
         };
+        // As runc (filepath.Clean): `root.path: "."` reads as the bundle, not `<bundle>/.`.
+        let rootfs: std::path::PathBuf = joined.components().collect();
         let created = fs::read(dir.join(META))
             .ok()
             .and_then(|d| serde_json::from_slice::<Meta>(&d).ok())

@@ -97,9 +97,17 @@ pub(crate) fn parse_path(cgroups_path: Option<&Path>, id: &str) -> Result<String
                 "linux.cgroupsPath {s:?} (systemd slice:prefix:name form; use an absolute cgroupfs path)"
             )));
         }
-        return Err(Error::InvalidSpec(format!(
-            "linux.cgroupsPath {s:?} must be an absolute path"
-        )));
+        // Relative: below the caller's own cgroup, as runc does (the runtime spec leaves the
+        // base to the runtime). The resolved path is what the state records.
+        let data = fs::read_to_string("/proc/self/cgroup")
+            .map_err(|e| Error::io("read /proc/self/cgroup", e))?;
+        let base = own_cgroup(&data).ok_or_else(|| {
+            Error::InvalidSpec(format!(
+                "linux.cgroupsPath {s:?} is relative, and this process's own cgroup is unknown"
+            ))
+        })?;
+        let joined = format!("{}/{s}", base.trim_end_matches('/'));
+        return parse_path(Some(Path::new(&joined)), id);
     }
     if s.split('/').any(|c| c == ".." || c == ".") || s == "/" {
         return Err(Error::InvalidSpec(format!(
@@ -107,6 +115,37 @@ pub(crate) fn parse_path(cgroups_path: Option<&Path>, id: &str) -> Result<String
         )));
     }
     Ok(s.trim_end_matches('/').to_owned())
+}
+
+/// The caller's own cgroup path, from /proc/self/cgroup: its memory (else pids, else first)
+/// v1 hierarchy's, or the unified one's when there is no v1 hierarchy. One path for every
+/// hierarchy (runc resolves per hierarchy; they differ only on hosts that place a process in
+/// different cgroups per controller).
+fn own_cgroup(proc_self_cgroup: &str) -> Option<String> {
+    let mut v1 = Vec::new();
+    let mut unified = None;
+    for line in proc_self_cgroup.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(hier), Some(controllers), Some(path)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        if hier == "0" {
+            unified = Some(path.to_owned());
+        } else if !controllers.starts_with("name=") && !controllers.is_empty() {
+            v1.push((controllers.to_owned(), path.to_owned()));
+        }
+    }
+    ["memory", "pids"]
+        .iter()
+        .find_map(|want| {
+            v1.iter()
+                .find(|(c, _)| c.split(',').any(|x| x == *want))
+                .map(|(_, p)| p.clone())
+        })
+        .or_else(|| v1.first().map(|(_, p)| p.clone()))
+        .or(unified)
 }
 
 impl Cgroup {
@@ -344,4 +383,42 @@ pub(crate) fn read_trim(path: &Path) -> Result<String, Error> {
             what: "read".into(),
             source: e,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_cgroup_prefers_memory_then_pids_then_any_v1_then_unified() {
+        let hybrid = "12:pids:/p\n7:memory:/m\n1:name=systemd:/s\n0::/u\n";
+        assert_eq!(own_cgroup(hybrid).as_deref(), Some("/m"));
+        assert_eq!(
+            own_cgroup("3:pids:/p\n2:cpu,cpuacct:/c\n").as_deref(),
+            Some("/p")
+        );
+        assert_eq!(
+            own_cgroup("2:cpu,cpuacct:/c\n0::/u\n").as_deref(),
+            Some("/c")
+        );
+        assert_eq!(
+            own_cgroup("0::/system.slice/x\n").as_deref(),
+            Some("/system.slice/x")
+        );
+        assert_eq!(own_cgroup("garbage"), None);
+    }
+
+    #[test]
+    fn a_relative_cgroups_path_lands_below_the_callers_own_cgroup() {
+        let data = fs::read_to_string("/proc/self/cgroup").unwrap();
+        let base = own_cgroup(&data).unwrap();
+        let got = parse_path(Some(Path::new("testdir/c1")), "id").unwrap();
+        assert_eq!(got, format!("{}/testdir/c1", base.trim_end_matches('/')));
+        let err = parse_path(Some(Path::new("../escape")), "id").unwrap_err();
+        assert!(err.to_string().contains("without . or .."), "{err}");
+        assert_eq!(
+            parse_path(Some(Path::new("/abs/c/")), "id").unwrap(),
+            "/abs/c"
+        );
+    }
 }
