@@ -48,6 +48,7 @@ mod process;
 pub mod reaper;
 mod rootfs;
 mod seccomp;
+mod signal;
 mod state;
 mod validate;
 
@@ -57,6 +58,7 @@ pub use container::{
 };
 pub use error::Error;
 pub use exe::{HelperExe, Sealing};
+pub use signal::Signal;
 
 /// The spec checks `Container::create` makes before creating anything (fields the runtime does
 /// not implement, obviously wrong values), on their own: for the fuzz targets (crates/fuzz).

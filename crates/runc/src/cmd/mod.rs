@@ -56,73 +56,9 @@ pub fn parse_signal(s: &str) -> Result<i32, Fail> {
         }
         return Err(Fail::new(format!("invalid signal number {n}")));
     }
-    let up = s.to_ascii_uppercase();
-    let name = up.strip_prefix("SIG").unwrap_or(&up);
-    const NAMES: &[(&str, i32)] = &[
-        ("HUP", libc::SIGHUP),
-        ("INT", libc::SIGINT),
-        ("QUIT", libc::SIGQUIT),
-        ("ILL", libc::SIGILL),
-        ("TRAP", libc::SIGTRAP),
-        ("ABRT", libc::SIGABRT),
-        ("IOT", libc::SIGIOT),
-        ("BUS", libc::SIGBUS),
-        ("FPE", libc::SIGFPE),
-        ("KILL", libc::SIGKILL),
-        ("USR1", libc::SIGUSR1),
-        ("SEGV", libc::SIGSEGV),
-        ("USR2", libc::SIGUSR2),
-        ("PIPE", libc::SIGPIPE),
-        ("ALRM", libc::SIGALRM),
-        ("TERM", libc::SIGTERM),
-        ("STKFLT", libc::SIGSTKFLT),
-        ("CHLD", libc::SIGCHLD),
-        ("CLD", libc::SIGCHLD),
-        ("CONT", libc::SIGCONT),
-        ("STOP", libc::SIGSTOP),
-        ("TSTP", libc::SIGTSTP),
-        ("TTIN", libc::SIGTTIN),
-        ("TTOU", libc::SIGTTOU),
-        ("URG", libc::SIGURG),
-        ("XCPU", libc::SIGXCPU),
-        ("XFSZ", libc::SIGXFSZ),
-        ("VTALRM", libc::SIGVTALRM),
-        ("PROF", libc::SIGPROF),
-        ("WINCH", libc::SIGWINCH),
-        ("IO", libc::SIGIO),
-        ("POLL", libc::SIGPOLL),
-        ("PWR", libc::SIGPWR),
-        ("SYS", libc::SIGSYS),
-    ];
-    if let Some((_, n)) = NAMES.iter().find(|(n, _)| *n == name) {
-        return Ok(*n);
-    }
-    // SIGRTMIN+n / SIGRTMAX-n
-    let rt = |base: i32, rest: &str, sign: i32| -> Option<i32> {
-        let n = if rest.is_empty() {
-            0
-        } else {
-            rest.parse::<i32>().ok()?
-        };
-        Some(base + sign * n)
-    };
-    let rtmin = libc::SIGRTMIN();
-    let rtmax = libc::SIGRTMAX();
-    let sig = if let Some(r) = name.strip_prefix("RTMIN") {
-        r.strip_prefix('+')
-            .or(Some(r))
-            .and_then(|r| rt(rtmin, r, 1))
-    } else if let Some(r) = name.strip_prefix("RTMAX") {
-        r.strip_prefix('-')
-            .or(Some(r))
-            .and_then(|r| rt(rtmax, r, -1))
-    } else {
-        None
-    };
-    match sig {
-        Some(n) if (rtmin..=rtmax).contains(&n) => Ok(n),
-        _ => Err(Fail::new(format!("unknown signal {s:?}"))),
-    }
+    lifecycle_runtime::Signal::parse(s)
+        .map(lifecycle_runtime::Signal::as_raw)
+        .ok_or_else(|| Fail::new(format!("unknown signal {s:?}")))
 }
 
 #[cfg(test)]
