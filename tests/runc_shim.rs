@@ -243,3 +243,64 @@ fn kill_all_and_force_delete_of_a_running_task() {
     }
     s.assert_clean();
 }
+
+#[test]
+fn a_terminal_comes_through_the_console_socket() {
+    let s = Setup::new();
+    let id = unique("tty");
+    // runc-v2 hands the runtime `--console-socket` for `ctr run -t`; ctr needs a terminal on
+    // its own stdin, which script(1) provides.
+    let ctr = format!(
+        "ctr --address {} -n {} run --rm -t --runtime {RUNC_V2} --runc-binary {} {IMAGE} {id} \
+         /bin/sh -c 'tty; exit 7'",
+        s.c.address.display(),
+        s.c.namespace,
+        s.runc.display(),
+    );
+    let out = std::process::Command::new("nsenter")
+        .args(["-t", &s.c.pid().to_string(), "-m", "--"])
+        .args(["script", "-qec", &ctr, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("/dev/pts/"),
+        "no pty in the container: {}\n{}",
+        text(&out),
+        s.log()
+    );
+    assert_eq!(out.status.code(), Some(7), "{}\n{}", text(&out), s.log());
+    s.assert_clean();
+}
+
+#[test]
+fn a_failed_exec_reports_the_runtime_error_and_the_task_runs_on() {
+    let s = Setup::new();
+    let c = &s.c;
+    let id = unique("xerr");
+    let out = c.ctr_raw(&s.run_args(&["-d"], &id, &["/bin/sleep", "1000"]));
+    assert!(out.status.success(), "{}\n{}", text(&out), s.log());
+    // The shim reads the runtime's error from its `--log-format json` log and returns it.
+    let out = c.ctr_raw(&["task", "exec", "--exec-id", "bad", &id, "/no/such/binary"]);
+    assert!(
+        !out.status.success(),
+        "exec of a missing binary: {}",
+        text(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/no/such/binary"),
+        "the runtime's error names the binary: {}\n{}",
+        text(&out),
+        s.log()
+    );
+    assert_eq!(task_status(c, &id), "RUNNING");
+    let out = c.ctr_raw(&["task", "exec", "--exec-id", "good", &id, "/bin/true"]);
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", text(&out), s.log());
+    c.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
+    wait_for("the task to stop", Duration::from_secs(10), || {
+        task_status(c, &id) == "STOPPED"
+    });
+    c.ctr(&["task", "delete", &id]);
+    c.ctr(&["container", "delete", &id]);
+    s.assert_clean();
+}
