@@ -16,7 +16,7 @@ use std::{
 
 use lifecycle_integration::*;
 use lifecycle_testsupport::{
-    containerd::{busybox_image, runc_binary, Containerd},
+    containerd::{busybox_image, runc_binary, Containerd, Options},
     require_bin, unique,
 };
 
@@ -35,7 +35,10 @@ impl Setup {
     fn new() -> Self {
         require_bin("containerd-shim-runc-v2");
         let runc = runc_binary();
-        let c = Containerd::start();
+        let c = Containerd::start_with(Options {
+            without_lifecycle_shim: true,
+            ..Options::default()
+        });
         let images = tempfile::tempdir().expect("tempdir");
         let tar = busybox_image(images.path(), "bb", &[], &["/bin/sh"], None);
         c.ctr(&["images", "import", path_str(&tar)]);

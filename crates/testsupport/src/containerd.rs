@@ -80,6 +80,9 @@ pub struct Options {
     pub extra_config: String,
     /// The shim binary to put first on containerd's PATH; default [`shim_binary`].
     pub shim: Option<PathBuf>,
+    /// Put no lifecycle shim on containerd's PATH (for tests of other runtimes only, such as
+    /// runc-v2 with `--runc-binary`, which then do not need it built).
+    pub without_lifecycle_shim: bool,
     /// containerd's log level; default `debug` (tests read the log when they fail).
     pub log_level: Option<&'static str>,
     /// Also give the daemon its own network namespace (loopback only, up) and a tmpfs over
@@ -127,8 +130,10 @@ impl Containerd {
         let root = dir.path();
         let bin = root.join("bin");
         fs::create_dir_all(&bin).expect("mkdir bin");
-        let shim = opts.shim.unwrap_or_else(shim_binary);
-        symlink(&shim, bin.join(SHIM_NAME)).expect("symlink shim");
+        if !opts.without_lifecycle_shim {
+            let shim = opts.shim.unwrap_or_else(shim_binary);
+            symlink(&shim, bin.join(SHIM_NAME)).expect("symlink shim");
+        }
         let address = root.join("containerd.sock");
         let disabled = if opts.cri {
             "[]"
