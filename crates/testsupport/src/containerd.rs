@@ -32,13 +32,28 @@ pub const RUNTIME: &str = "io.containerd.lifecycle.v1";
 /// Where the built shim binary is: `$LIFECYCLE_SHIM_BIN`, else beside the running test binary's
 /// `deps/` directory (cargo's `target/<profile>/`), which `cargo test --workspace` fills.
 pub fn shim_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("LIFECYCLE_SHIM_BIN") {
+    workspace_binary("LIFECYCLE_SHIM_BIN", SHIM_NAME)
+}
+
+/// The file name (and package) of the workspace's OCI runtime command line, which
+/// containerd-shim-runc-v2 runs in place of runc when `ctr run` is given `--runc-binary`.
+pub const RUNC_NAME: &str = "lifecycle-runc";
+
+/// Where the built `lifecycle-runc` binary is: `$LIFECYCLE_RUNC_BIN`, else beside the running
+/// test binary's `deps/` directory, like [`shim_binary`].
+///
+/// `LIFECYCLE_RUNC_BIN` is for checking a test by hand against another runc-compatible binary
+/// (e.g. `/usr/sbin/runc`); the default is always the workspace's own build.
+pub fn runc_binary() -> PathBuf {
+    workspace_binary("LIFECYCLE_RUNC_BIN", RUNC_NAME)
+}
+
+/// `$env` if set (it must exist), else the binary `name` of package `name` in cargo's
+/// `target/<profile>/`, the parent of the running test binary's `deps/`.
+fn workspace_binary(env: &str, name: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(env) {
         let path = PathBuf::from(path);
-        assert!(
-            path.is_file(),
-            "LIFECYCLE_SHIM_BIN={} does not exist",
-            path.display()
-        );
+        assert!(path.is_file(), "{env}={} does not exist", path.display());
         return path;
     }
     let exe = std::env::current_exe().expect("current_exe");
@@ -46,14 +61,14 @@ pub fn shim_binary() -> PathBuf {
         .parent()
         .and_then(Path::parent)
         .expect("test binary is in target/<profile>/deps");
-    let shim = profile_dir.join(SHIM_NAME);
+    let bin = profile_dir.join(name);
     assert!(
-        shim.is_file(),
-        "{} is missing: build it first (`cargo build -p {SHIM_NAME}`, which `cargo test --workspace` does) \
-         or set LIFECYCLE_SHIM_BIN",
-        shim.display()
+        bin.is_file(),
+        "{} is missing: build it first (`cargo build -p {name}`, which `cargo test --workspace` does) \
+         or set {env}",
+        bin.display()
     );
-    shim
+    bin
 }
 
 /// Options for [`Containerd::start`].
@@ -65,6 +80,9 @@ pub struct Options {
     pub extra_config: String,
     /// The shim binary to put first on containerd's PATH; default [`shim_binary`].
     pub shim: Option<PathBuf>,
+    /// Put no lifecycle shim on containerd's PATH (for tests of other runtimes only, such as
+    /// runc-v2 with `--runc-binary`, which then do not need it built).
+    pub without_lifecycle_shim: bool,
     /// containerd's log level; default `debug` (tests read the log when they fail).
     pub log_level: Option<&'static str>,
     /// Also give the daemon its own network namespace (loopback only, up) and a tmpfs over
@@ -112,8 +130,10 @@ impl Containerd {
         let root = dir.path();
         let bin = root.join("bin");
         fs::create_dir_all(&bin).expect("mkdir bin");
-        let shim = opts.shim.unwrap_or_else(shim_binary);
-        symlink(&shim, bin.join(SHIM_NAME)).expect("symlink shim");
+        if !opts.without_lifecycle_shim {
+            let shim = opts.shim.unwrap_or_else(shim_binary);
+            symlink(&shim, bin.join(SHIM_NAME)).expect("symlink shim");
+        }
         let address = root.join("containerd.sock");
         let disabled = if opts.cri {
             "[]"

@@ -407,6 +407,7 @@ impl Cri {
             shim: opts.shim,
             log_level: opts.log_level,
             private_network: opts.cni,
+            without_lifecycle_shim: false,
         });
         let client = Client::new(&containerd.address);
         let cri = Cri {
