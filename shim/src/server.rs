@@ -89,8 +89,8 @@ pub fn serve(flags: &Flags) -> Result<(), ServeError> {
     let exits = reaper::subscribe();
     // containerd sends Create a few milliseconds after `start` answered: the cgroup
     // migration lock warms up meanwhile (lifecycle_runtime::warm_migration), for the first
-    // container's join. Bounded in time, so an idle shim does nothing.
-    let _startup_warmup = lifecycle_runtime::warm_migration(Duration::from_millis(250));
+    // container's join. It ends when that Create has created its container, or after 250 ms.
+    let startup_warmup = lifecycle_runtime::warm_migration(Duration::from_millis(250));
     let socket = socket_file(flags, &cwd);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -111,6 +111,7 @@ pub fn serve(flags: &Flags) -> Result<(), ServeError> {
         let (sink, forward) = events::forwarder(ttrpc_address, flags.namespace.clone());
         tokio::spawn(forward);
         let shim = Arc::new(Shim::new(flags.namespace.clone(), sink));
+        shim.hold_startup_warmup(startup_warmup);
 
         let (tx, mut rx) = mpsc::unbounded_channel();
         std::thread::Builder::new()

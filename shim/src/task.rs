@@ -79,6 +79,9 @@ pub struct Shim {
     tasks: Mutex<HashMap<String, Arc<Task>>>,
     exits: Mutex<ExitTable>,
     pub shutdown: Notify,
+    /// The cgroup migration lock warm-up the server started (server.rs), ended by the first
+    /// Create, which keeps it warm itself from then on.
+    startup_warmup: Mutex<Option<lifecycle_runtime::Warmup>>,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -102,7 +105,13 @@ impl Shim {
             tasks: Mutex::new(HashMap::new()),
             exits: Mutex::new(ExitTable::default()),
             shutdown: Notify::new(),
+            startup_warmup: Mutex::new(None),
         }
+    }
+
+    /// Keeps `warmup` running until the first Create has created its container.
+    pub fn hold_startup_warmup(&self, warmup: Option<lifecycle_runtime::Warmup>) {
+        *self.startup_warmup.lock().unwrap_or_else(|e| e.into_inner()) = warmup;
     }
 
     fn tasks(&self) -> MutexGuard<'_, HashMap<String, Arc<Task>>> {
@@ -225,7 +234,7 @@ impl Shim {
         let since = SystemTime::now();
         let namespace = self.namespace.clone();
         let (cid, b, cfg) = (id.clone(), bundle.clone(), io_config.clone());
-        let (created, handles, loggers, mounted) = blocking("create", move || {
+        let created = blocking("create", move || {
             let target = b.join("rootfs");
             let mounted = mount::mount_rootfs(&rootfs, &target)?;
             let undo = |e: TaskError| {
@@ -258,7 +267,15 @@ impl Shim {
             }
             Ok((created.container, handles, loggers, mounted))
         })
-        .await?;
+        .await;
+        // Create's own warm-up has covered the join from here on (or the create failed).
+        drop(
+            self.startup_warmup
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
+        let (created, handles, loggers, mounted) = created?;
         let pid = created.init_pid();
         {
             let mut exits = self.exits();
