@@ -111,7 +111,10 @@ impl Shim {
 
     /// Keeps `warmup` running until the first Create has created its container.
     pub fn hold_startup_warmup(&self, warmup: Option<lifecycle_runtime::Warmup>) {
-        *self.startup_warmup.lock().unwrap_or_else(|e| e.into_inner()) = warmup;
+        *self
+            .startup_warmup
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = warmup;
     }
 
     fn tasks(&self) -> MutexGuard<'_, HashMap<String, Arc<Task>>> {
