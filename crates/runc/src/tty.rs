@@ -21,6 +21,27 @@ pub fn connect(path: &str) -> Result<UnixStream, Fail> {
     UnixStream::connect(path).map_err(|e| Fail::new(format!("dial unix {path}: connect: {e}")))
 }
 
+/// Checks `--console-socket` against the process's terminal setting as runc does (a detached
+/// terminal needs one; a process without a terminal must not get one) and connects to it.
+pub fn console_socket(
+    terminal: bool,
+    detach: bool,
+    path: Option<&str>,
+) -> Result<Option<UnixStream>, Fail> {
+    let path = path.filter(|s| !s.is_empty());
+    if terminal && detach && path.is_none() {
+        return Err(Fail::new(
+            "cannot allocate tty if runc will detach without setting console socket",
+        ));
+    }
+    if !terminal && path.is_some() {
+        return Err(Fail::new(
+            "cannot use console socket if runc will not detach or allocate tty",
+        ));
+    }
+    path.map(connect).transpose()
+}
+
 /// Sends the pty master with one SCM_RIGHTS message whose data is the master's name
 /// (`/dev/ptmx`, what runc sends).
 pub fn send_master(sock: &UnixStream, master: BorrowedFd<'_>) -> Result<(), Fail> {

@@ -57,18 +57,7 @@ fn exec_inner(g: &Global, argv: &[String]) -> Res {
     let process = build_process(&p, cmd, c.spec().process().as_ref())?;
     let terminal = process.terminal().unwrap_or(false);
     let detach = p.is("detach");
-    let console_socket = p.get("console-socket").filter(|s| !s.is_empty());
-    if terminal && detach && console_socket.is_none() {
-        return Err(Fail::new(
-            "cannot allocate tty if runc will detach without setting console socket",
-        ));
-    }
-    if !terminal && console_socket.is_some() {
-        return Err(Fail::new(
-            "cannot use console socket if runc will not detach or allocate tty",
-        ));
-    }
-    let sock = console_socket.map(tty::connect).transpose()?;
+    let sock = tty::console_socket(terminal, detach, p.get("console-socket"))?;
     if !detach {
         tty::block_signals();
     }

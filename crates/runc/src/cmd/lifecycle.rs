@@ -61,19 +61,8 @@ fn prepare(
     let bundle = std::path::absolute(p.get("bundle").unwrap_or("."))
         .map_err(|e| Fail::new(format!("bundle: {e}")))?;
     let terminal = bundle_terminal(&bundle)?;
-    let console_socket = p.get("console-socket").filter(|s| !s.is_empty());
     let detach = detach || p.is("detach");
-    if terminal && detach && console_socket.is_none() {
-        return Err(Fail::new(
-            "cannot allocate tty if runc will detach without setting console socket",
-        ));
-    }
-    if !terminal && console_socket.is_some() {
-        return Err(Fail::new(
-            "cannot use console socket if runc will not detach or allocate tty",
-        ));
-    }
-    let sock = console_socket.map(tty::connect).transpose()?;
+    let sock = tty::console_socket(terminal, detach, p.get("console-socket"))?;
     Ok((
         New {
             id,

@@ -117,6 +117,14 @@ pub(crate) fn parse_path(cgroups_path: Option<&Path>, id: &str) -> Result<String
     Ok(s.trim_end_matches('/').to_owned())
 }
 
+/// The `hierarchy-id:controllers:path` lines of /proc/<pid>/cgroup, split; others skipped.
+pub(crate) fn proc_cgroup_lines(data: &str) -> impl Iterator<Item = (&str, &str, &str)> {
+    data.lines().filter_map(|line| {
+        let mut parts = line.splitn(3, ':');
+        Some((parts.next()?, parts.next()?, parts.next()?))
+    })
+}
+
 /// The caller's own cgroup path, from /proc/self/cgroup: its memory (else pids, else first)
 /// v1 hierarchy's, or the unified one's when there is no v1 hierarchy. One path for every
 /// hierarchy (runc resolves per hierarchy; they differ only on hosts that place a process in
@@ -124,13 +132,7 @@ pub(crate) fn parse_path(cgroups_path: Option<&Path>, id: &str) -> Result<String
 fn own_cgroup(proc_self_cgroup: &str) -> Option<String> {
     let mut v1 = Vec::new();
     let mut unified = None;
-    for line in proc_self_cgroup.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (Some(hier), Some(controllers), Some(path)) =
-            (parts.next(), parts.next(), parts.next())
-        else {
-            continue;
-        };
+    for (hier, controllers, path) in proc_cgroup_lines(proc_self_cgroup) {
         if hier == "0" {
             unified = Some(path.to_owned());
         } else if !controllers.starts_with("name=") && !controllers.is_empty() {

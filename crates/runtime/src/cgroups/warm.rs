@@ -89,13 +89,7 @@ fn procs_file_from(
 ) -> Option<PathBuf> {
     let root = PathBuf::from("/sys/fs/cgroup");
     let mut unified = None;
-    for line in proc_self_cgroup.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (Some(hier), Some(controllers), Some(path)) =
-            (parts.next(), parts.next(), parts.next())
-        else {
-            continue;
-        };
+    for (hier, controllers, path) in super::proc_cgroup_lines(proc_self_cgroup) {
         let rel = path.trim_start_matches('/');
         let dir = if hier == "0" {
             // On a hybrid host the unified tree is mounted at /sys/fs/cgroup/unified.
