@@ -182,19 +182,58 @@ fn open_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) ->
     }
 }
 
-/// Opens a FIFO for the container to write: a read end kept by the shim first (so neither
-/// open blocks), then the write end.
+/// How long the shim waits for containerd's reader of an output FIFO before it opens the FIFO
+/// without one (containerd opens its ends asynchronously, usually within a millisecond).
+const READER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Opens a FIFO for the container to write, and a read end the shim keeps (never read).
+///
+/// containerd's reader is waited for first, as the Go shims' blocking open does: a process
+/// that writes and exits before that reader exists leaves its output in the pipe, and the
+/// output is lost when the shim's kept end closes at Delete with no reader ever opened (seen
+/// with `ctr task exec` of a quick `echo` under load: ctr cancels a FIFO open still pending
+/// when the exec is deleted). After `READER_WAIT` without a reader, it goes on without one.
 fn open_fifo_writer(path: &Path, keep: &mut Vec<OwnedFd>) -> Result<OwnedFd, IoError> {
+    let deadline = std::time::Instant::now() + READER_WAIT;
+    // Non-blocking write open: ENXIO while there is no reader. The end it gives is the one
+    // the container gets (closing it could end a reader's copy at once: no writer left).
+    let early = loop {
+        match OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(path)
+        {
+            Ok(w) => break Some(w),
+            Err(e)
+                if e.raw_os_error() == Some(libc::ENXIO)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => break None,
+            Err(e) => return Err(open_err("FIFO", path)(e)),
+        }
+    };
     let reader = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)
         .map_err(open_err("FIFO", path))?;
-    let writer = OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)
-        .map_err(open_err("FIFO", path))?;
+    let writer = match early {
+        Some(w) => {
+            // The container writes blocking, as to any pipe.
+            // SAFETY: fcntl on a descriptor this function owns.
+            if unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETFL, libc::O_WRONLY) } < 0 {
+                return Err(open_err("FIFO", path)(io::Error::last_os_error()));
+            }
+            w
+        }
+        None => OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)
+            .map_err(open_err("FIFO", path))?,
+    };
     keep.push(reader.into());
     Ok(writer.into())
 }
