@@ -19,7 +19,14 @@ fn shim_units(selection: &[&str]) -> BTreeMap<String, String> {
         .env("RUSTC_BOOTSTRAP", "1")
         // Not the target directory the running `cargo test` holds locked.
         .env("CARGO_TARGET_DIR", scratch.path())
-        .args(["build", "--release", "--locked", "--unit-graph", "-Z", "unstable-options"])
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--unit-graph",
+            "-Z",
+            "unstable-options",
+        ])
         .args(selection)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cargo}: {e}"));
@@ -35,11 +42,19 @@ fn shim_units(selection: &[&str]) -> BTreeMap<String, String> {
         .enumerate()
         .filter(|(_, u)| {
             u["target"]["name"] == "containerd-shim-lifecycle-v1"
-                && u["target"]["kind"].as_array().unwrap().iter().any(|k| k == "bin")
+                && u["target"]["kind"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|k| k == "bin")
         })
         .map(|(i, _)| i)
         .collect();
-    assert_eq!(todo.len(), 1, "one shim binary unit in the graph of {selection:?}");
+    assert_eq!(
+        todo.len(),
+        1,
+        "one shim binary unit in the graph of {selection:?}"
+    );
     let mut seen = BTreeMap::new();
     while let Some(i) = todo.pop() {
         let u = &units[i];
@@ -79,5 +94,8 @@ fn shim_alone_and_workspace_resolve_the_same_features() {
          shim's dependencies (shim/Cargo.toml) and run scripts/hot-symbols:\n{}",
         differ.join("\n")
     );
-    assert!(alone.len() > 50, "the shim's dependency graph looks too small: {alone:?}");
+    assert!(
+        alone.len() > 50,
+        "the shim's dependency graph looks too small: {alone:?}"
+    );
 }
